@@ -1,0 +1,46 @@
+# The two commands a new user needs are `make run` and `make test`; see README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+GUNICORN_PIDFILE ?= .local/gunicorn.pid
+
+.PHONY: help deps services migrate run test lint format stop
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+
+deps: ## install what is missing: Debian packages (as root) and the virtualenv
+	@deploy/bootstrap.sh system
+	@deploy/bootstrap.sh python
+
+services: deps ## start the project-local PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set)
+	@deploy/services.sh start
+
+migrate: services ## apply database migrations
+	@$(MANAGE) migrate --noinput -v0
+
+run: migrate ## bootstrap, migrate, load the demo data and serve on http://127.0.0.1:8000
+	@$(MANAGE) collectstatic --noinput -v0
+	@$(MANAGE) load_demo
+	@echo "Serving on http://$${BIND:-127.0.0.1:8000}  (docs: /api/docs, admin: /admin/, ready: /readyz). Ctrl-C stops; make stop stops the databases."
+	@exec $(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py bountyexpo.wsgi
+
+test: services lint ## bootstrap, lint, then the whole test suite against real PostgreSQL and Redis
+	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: deps ## ruff check, ruff format --check, makemigrations --check
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(MANAGE) makemigrations --check --dry-run -v0
+
+format: deps ## apply ruff's fixes and formatting
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+stop: ## stop gunicorn (if started by make run) and the local PostgreSQL and Redis
+	@if [ -f $(GUNICORN_PIDFILE) ] && kill -0 $$(cat $(GUNICORN_PIDFILE)) 2>/dev/null; then \
+		kill -TERM $$(cat $(GUNICORN_PIDFILE)); echo "==> stopped gunicorn"; fi
+	@deploy/services.sh stop

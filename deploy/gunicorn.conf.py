@@ -1,0 +1,30 @@
+"""gunicorn settings for `make run` and production; every value can be overridden by env."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+# Threads share one process's connection pool: keep DATABASE_POOL_MAX >= GUNICORN_THREADS,
+# and workers x DATABASE_POOL_MAX below PostgreSQL's max_connections.
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", 4))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
+graceful_timeout = 20
+keepalive = 5
+# Recycle workers now and then so a slow leak cannot grow without bound.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 10_000))
+max_requests_jitter = max_requests // 10
+# Never import the app in the master: each worker must open its own database pool (see TRAPS).
+preload_app = False
+worker_tmp_dir = "/dev/shm"  # noqa: S108 (heartbeat files; gunicorn recommends tmpfs)
+pidfile = os.environ.get("GUNICORN_PIDFILE", str(ROOT / ".local" / "gunicorn.pid"))
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+errorlog = "-"
+# The request id is the response header set by RequestIdMiddleware; %(M)s is milliseconds.
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
