@@ -1,0 +1,106 @@
+"""The API's one error shape and the exception classes that produce it.
+
+Every error a client sees is ``{"error": {"code": ..., "message": ..., "fields": {...}}}``:
+DRF exceptions and domain errors through :func:`api_exception_handler`, and errors raised
+outside DRF (unknown URLs, a bad Host header, a crash in middleware) through the Django
+handlers at the bottom of this module, wired in ``bountyexpo/urls.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler, set_rollback
+
+from core.request_id import get_request_id
+
+logger = logging.getLogger("bountyexpo.errors")
+
+
+class DomainError(exceptions.APIException):
+    """A business-rule failure with a stable ``code`` clients can branch on.
+
+    Subclass it per kind of failure (``default_code``, ``status_code``, ``default_detail``);
+    raise it from services, and the handler renders it in the error shape.
+    """
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "bad_request"
+    default_detail = "The request cannot be processed."
+
+    def __init__(self, message: str | None = None, *, code: str | None = None, fields: dict | None = None):
+        super().__init__(detail=message, code=code)
+        self.fields = fields or {}
+
+
+def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the one error shape."""
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+def _validation_fields(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        return detail
+    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF exception handler: every exception becomes the one error shape.
+
+    DRF's own handler runs first so that its headers survive (``WWW-Authenticate`` on 401,
+    ``Retry-After`` on 429, ``Allow`` on 405) and the transaction is marked for rollback.
+    """
+    response = exception_handler(exc, context)
+    if response is None:
+        request = context.get("request")
+        logger.exception(
+            "Unhandled exception in %s %s",
+            getattr(request, "method", "?"),
+            getattr(request, "path", "?"),
+        )
+        set_rollback()
+        return Response(
+            error_body("server_error", f"Internal server error (request id {get_request_id()})."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = error_body("validation_error", "Invalid input.", _validation_fields(exc.detail))
+        return response
+
+    if isinstance(exc, exceptions.APIException):
+        codes = exc.get_codes()
+        code = codes if isinstance(codes, str) else exc.default_code
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.default_detail)
+        response.data = error_body(code, str(message), getattr(exc, "fields", None))
+        return response
+
+    # Django's Http404 and PermissionDenied, converted by DRF's handler.
+    default = {404: ("not_found", "Not found."), 403: ("permission_denied", "Permission denied.")}
+    code, message = default.get(response.status_code, ("error", "Request failed."))
+    response.data = error_body(code, message)
+    return response
+
+
+def _json_error(status_code: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status_code)
+
+
+def bad_request(request, exception=None):
+    return _json_error(400, "bad_request", "Bad request.")
+
+
+def permission_denied(request, exception=None):
+    return _json_error(403, "permission_denied", "Permission denied.")
+
+
+def page_not_found(request, exception=None):
+    return _json_error(404, "not_found", "Not found.")
+
+
+def server_error(request):
+    return _json_error(500, "server_error", f"Internal server error (request id {get_request_id()}).")

@@ -1,0 +1,27 @@
+"""Middleware shared by the whole project."""
+
+from __future__ import annotations
+
+from core.request_id import REQUEST_ID_HEADER, bind_request_id, new_request_id, reset_request_id
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (the client's X-Request-ID when sane), echoed in the response.
+
+    It runs first, so every log line of the request, including Django's own, carries the id,
+    and gunicorn's access log can print it from the response header.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id
+        token = bind_request_id(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            reset_request_id(token)
+        response[REQUEST_ID_HEADER] = request_id
+        return response
