@@ -1,0 +1,114 @@
+"""Start-up configuration: each case runs Django in a fresh process, as a deploy would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from core.env import env_bool, env_int, env_list
+
+BASE_ENV = {
+    "PATH": os.environ.get("PATH", ""),
+    "DJANGO_SETTINGS_MODULE": "bountyexpo.settings",
+    "BOUNTYEXPO_ENV_FILE": os.devnull,  # ignore the developer's .local/env
+}
+
+
+def start_django(code: str = "", **env: str) -> subprocess.CompletedProcess:
+    script = "import django; django.setup()\n" + code
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=settings.BASE_DIR,
+        env={**BASE_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_missing_secret_key_with_debug_off_refuses_to_start_with_a_clear_message():
+    result = start_django(DEBUG="0")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set and DEBUG is off" in result.stderr
+
+
+def test_empty_secret_key_counts_as_missing():
+    result = start_django(DEBUG="false", SECRET_KEY="")
+
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_debug_on_starts_without_secret_key():
+    result = start_django("from django.conf import settings; print(settings.DEBUG)", DEBUG="1")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
+def test_secret_key_with_debug_off_starts_and_reads_pool_settings():
+    code = (
+        "from django.conf import settings\n"
+        "db = settings.DATABASES['default']\n"
+        "print(db['OPTIONS']['pool']['min_size'], db['OPTIONS']['pool']['max_size'], "
+        "db['OPTIONS']['pool']['max_idle'], db['OPTIONS']['options'], db['CONN_MAX_AGE'])"
+    )
+    result = start_django(
+        code,
+        SECRET_KEY="s" * 50,
+        DATABASE_POOL_MIN="2",
+        DATABASE_POOL_MAX="7",
+        DATABASE_STATEMENT_TIMEOUT_MS="2500",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "7", "30.0", "-c", "statement_timeout=2500", "0"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DATABASE_POOL_MAX": "lots"}, "DATABASE_POOL_MAX must be an integer"),
+        ({"DATABASE_POOL_MIN": "9", "DATABASE_POOL_MAX": "3"}, "cannot exceed DATABASE_POOL_MAX"),
+        ({"DEBUG": "maybe"}, "DEBUG must be a boolean"),
+        ({"DATABASE_URL": "sqlite:///db.sqlite3"}, "DATABASE_URL must point at PostgreSQL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be 'text' or 'json'"),
+    ],
+)
+def test_invalid_values_refuse_to_start_naming_the_variable(env, message):
+    result = start_django(SECRET_KEY="s" * 50, **env)
+
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_json_log_format_writes_one_json_object_per_line():
+    code = "import logging; logging.getLogger('bountyexpo.probe').warning('hello %s', 'world')"
+    result = start_django(code, SECRET_KEY="s" * 50, LOG_FORMAT="json")
+
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stderr.strip().splitlines()[-1])
+    assert record["level"] == "WARNING"
+    assert record["logger"] == "bountyexpo.probe"
+    assert record["message"] == "hello world"
+    assert record["request_id"] == "-"
+    assert "time" in record
+
+
+def test_env_helpers_parse_and_reject(monkeypatch):
+    monkeypatch.setenv("X_BOOL", "Yes")
+    monkeypatch.setenv("X_INT", "0")
+    monkeypatch.setenv("X_LIST", " a.example, ,b.example ")
+
+    assert env_bool("X_BOOL") is True
+    assert env_bool("X_UNSET", True) is True
+    assert env_list("X_LIST", []) == ["a.example", "b.example"]
+    with pytest.raises(ImproperlyConfigured, match="X_INT must be at least 1"):
+        env_int("X_INT", 5, minimum=1)
