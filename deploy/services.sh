@@ -23,7 +23,7 @@ mkdir -p "$LOCAL"
 # PostgreSQL refuses to run as root: as root, every server command runs as `postgres`.
 if [ "$(id -u)" -eq 0 ]; then
   id postgres >/dev/null 2>&1 || die "running as root needs the 'postgres' system user (apt-get install postgresql-15)."
-  as_pg() { runuser -u postgres -- "$@"; }
+  as_pg() { (cd / && runuser -u postgres -- "$@"); }
 else
   as_pg() { "$@"; }
 fi
