@@ -7,6 +7,7 @@ with the variable's name, instead of surfacing later as a confusing runtime erro
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -66,3 +67,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_decimal(
+    name: str, default: str, *, minimum: str | None = None, maximum: str | None = None
+) -> Decimal:
+    """Return the variable as an exact Decimal (money, percentages), within the given bounds."""
+    raw = os.environ.get(name)
+    text = default if raw is None or raw.strip() == "" else raw
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, got {raw!r}.") from None
+    if (minimum is not None and value < Decimal(minimum)) or (
+        maximum is not None and value > Decimal(maximum)
+    ):
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, got {value}.")
+    return value
