@@ -1,0 +1,182 @@
+"""Money movements. Each is one transaction that locks the accounts it touches.
+
+Locking rules, so concurrent movements never deadlock or lose an update:
+- a caller that also locks a bounty locks it first (bounties.services does);
+- accounts are locked with select_for_update in primary-key order;
+- balances change only through F() expressions, never read-add-write in Python;
+- the database backs every rule: balance >= 0, one escrow and one settlement per bounty.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from rest_framework import status
+
+from core.errors import DomainError
+from wallet.models import TransactionType, WalletAccount, WalletTransaction
+
+CENT = Decimal("0.01")
+MIN_WITHDRAWAL = Decimal("10.00")
+
+
+class InsufficientFunds(DomainError):
+    default_code = "insufficient_funds"
+    default_detail = "Your available balance is too low for this."
+
+
+class WithdrawalTooSmall(DomainError):
+    default_code = "withdrawal_below_minimum"
+    default_detail = f"The minimum withdrawal is {MIN_WITHDRAWAL}."
+
+
+class DuplicateDepositReference(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "duplicate_reference"
+    default_detail = "A deposit with this payment reference was already credited."
+
+
+class EscrowAlreadySettled(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "escrow_already_settled"
+    default_detail = "This bounty's escrow was already released or refunded."
+
+
+def platform_fee(amount: Decimal) -> Decimal:
+    """The platform's share of a released escrow, rounded half-up to the cent."""
+    return (amount * settings.PLATFORM_FEE_PERCENT / 100).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _lock_accounts(*user_ids: int) -> dict[int, WalletAccount]:
+    """Create missing accounts, then lock the accounts in primary-key order."""
+    ids = sorted(set(user_ids))
+    WalletAccount.objects.bulk_create(
+        [WalletAccount(user_id=user_id) for user_id in ids], ignore_conflicts=True
+    )
+    accounts = WalletAccount.objects.select_for_update().filter(user_id__in=ids).order_by("user_id")
+    return {account.user_id: account for account in accounts}
+
+
+def _move(*, user_id: int, type: str, amount: Decimal, **fields) -> WalletTransaction:
+    """Record a completed ledger row and apply it to the (already locked) account."""
+    WalletAccount.objects.filter(user_id=user_id).update(balance=F("balance") + amount)
+    return WalletTransaction.objects.create(user_id=user_id, type=type, amount=amount, **fields)
+
+
+@transaction.atomic
+def deposit_create(
+    *, user_id: int, amount: Decimal, reference: str, idempotency_key: str = ""
+) -> WalletTransaction:
+    """Credit a deposit confirmed by the payment provider under ``reference`` (unique)."""
+    _lock_accounts(user_id)
+    try:
+        with transaction.atomic():
+            return _move(
+                user_id=user_id,
+                type=TransactionType.DEPOSIT,
+                amount=amount,
+                reference=reference,
+                description=f"Deposit {reference}",
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        raise DuplicateDepositReference(
+            fields={"reference": [DuplicateDepositReference.default_detail]}
+        ) from None
+
+
+@transaction.atomic
+def withdrawal_create(*, user_id: int, amount: Decimal, idempotency_key: str = "") -> WalletTransaction:
+    """Debit a withdrawal at once; paying out to a bank is outside this API."""
+    if amount < MIN_WITHDRAWAL:
+        raise WithdrawalTooSmall(fields={"amount": [WithdrawalTooSmall.default_detail]})
+    account = _lock_accounts(user_id)[user_id]
+    if account.balance < amount:
+        raise InsufficientFunds()
+    return _move(
+        user_id=user_id,
+        type=TransactionType.WITHDRAWAL,
+        amount=-amount,
+        description="Withdrawal",
+        idempotency_key=idempotency_key,
+    )
+
+
+def escrow_hold(*, bounty, owner_id: int) -> WalletTransaction:
+    """Take a new paid bounty's amount from its owner. Runs inside the bounty's transaction."""
+    account = _lock_accounts(owner_id)[owner_id]
+    if account.balance < bounty.amount:
+        raise InsufficientFunds(
+            f"This bounty needs {bounty.amount} in escrow; your available balance is {account.balance}."
+        )
+    return _move(
+        user_id=owner_id,
+        type=TransactionType.ESCROW,
+        amount=-bounty.amount,
+        bounty=bounty,
+        description=f"Escrow for bounty #{bounty.pk} {bounty.title[:80]}",
+    )
+
+
+def _held_escrow(bounty) -> WalletTransaction | None:
+    return WalletTransaction.objects.filter(bounty=bounty, type=TransactionType.ESCROW).first()
+
+
+def escrow_release(*, bounty, hunter_id: int) -> tuple[WalletTransaction | None, WalletTransaction | None]:
+    """Pay a completed bounty's escrow to its hunter, minus the platform fee (a fee row).
+
+    The caller holds the bounty's row lock. Returns the release row and the fee row (None when
+    the fee rounds to zero). Nothing happens for a bounty without escrow (for honor).
+    """
+    escrow = _held_escrow(bounty)
+    if escrow is None:
+        return None, None
+    gross = -escrow.amount
+    fee = platform_fee(gross)
+    _lock_accounts(hunter_id)
+    try:
+        with transaction.atomic():
+            release = _move(
+                user_id=hunter_id,
+                type=TransactionType.RELEASE,
+                amount=gross,
+                bounty=bounty,
+                description=f"Payment for bounty #{bounty.pk} {bounty.title[:80]}",
+            )
+            fee_row = None
+            if fee > 0:
+                fee_row = _move(
+                    user_id=hunter_id,
+                    type=TransactionType.FEE,
+                    amount=-fee,
+                    bounty=bounty,
+                    description=f"Platform fee {settings.PLATFORM_FEE_PERCENT}% on bounty #{bounty.pk}",
+                )
+    except IntegrityError:
+        raise EscrowAlreadySettled() from None
+    return release, fee_row
+
+
+def escrow_refund(*, bounty, owner_id: int) -> WalletTransaction | None:
+    """Return a cancelled or deleted bounty's escrow to its owner; None without escrow.
+
+    The caller holds the bounty's row lock.
+    """
+    escrow = _held_escrow(bounty)
+    if escrow is None:
+        return None
+    _lock_accounts(owner_id)
+    try:
+        with transaction.atomic():
+            return _move(
+                user_id=owner_id,
+                type=TransactionType.REFUND,
+                amount=-escrow.amount,
+                bounty=bounty,
+                description=f"Refund for bounty #{bounty.pk} {bounty.title[:80]}",
+            )
+    except IntegrityError:
+        raise EscrowAlreadySettled() from None
