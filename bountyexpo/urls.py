@@ -10,6 +10,8 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("accounts.urls")),
+    path("api/", include("bounties.urls")),
+    path("api/", include("wallet.urls")),
     path("admin/", admin.site.urls),
 ]
 

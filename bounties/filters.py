@@ -1,0 +1,88 @@
+"""Query parameters of the bounty list and search: filters (django-filter) and ordering."""
+
+from __future__ import annotations
+
+import django_filters
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import BaseFilterBackend
+
+from bounties.models import Bounty, BountyStatus, Category, WorkType
+
+
+class BountyFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=BountyStatus.choices)
+    category = django_filters.ChoiceFilter(choices=Category.choices)
+    work_type = django_filters.ChoiceFilter(choices=WorkType.choices)
+    owner = django_filters.NumberFilter(field_name="owner_id")
+    hunter = django_filters.NumberFilter(field_name="hunter_id")
+    min_amount = django_filters.NumberFilter(field_name="amount", lookup_expr="gte")
+    max_amount = django_filters.NumberFilter(field_name="amount", lookup_expr="lte")
+    # Strict: "true" or "false"; django-filter's BooleanFilter would ignore "perhaps" silently.
+    is_for_honor = django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true"
+    )
+    location = django_filters.CharFilter(lookup_expr="iexact", max_length=120)
+
+    class Meta:
+        model = Bounty
+        fields = ["status", "category", "work_type", "owner", "hunter", "is_for_honor", "location"]
+
+    def __init__(self, data=None, *args, **kwargs):
+        # The list shows open bounties unless another status is asked for.
+        if data is not None and not data.get("status"):
+            data = data.copy()
+            data["status"] = BountyStatus.OPEN
+        super().__init__(data, *args, **kwargs)
+
+
+ORDERINGS = {
+    "-created_at": ("-created_at",),
+    "amount": ("amount",),
+    "-amount": ("-amount",),
+    "deadline": ("deadline",),
+}
+
+
+class BountyOrdering(BaseFilterBackend):
+    """`?ordering=` one of ORDERINGS (default -created_at); read by the cursor paginator too.
+
+    Ordering by deadline lists only bounties that have one: a cursor cannot page over NULLs.
+    """
+
+    param = "ordering"
+    default = "-created_at"
+
+    def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
+        value = request.query_params.get(self.param, self.default)
+        if value not in ORDERINGS:
+            raise ValidationError({self.param: [f"Must be one of: {', '.join(ORDERINGS)}."]})
+        return ORDERINGS[value]
+
+    def filter_queryset(self, request, queryset, view):
+        ordering = self.get_ordering(request, queryset, view)
+        if ordering == ("deadline",):
+            queryset = queryset.filter(deadline__isnull=False)
+        return queryset.order_by(*ordering)
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.param,
+                "required": False,
+                "in": "query",
+                "schema": {"type": "string", "enum": list(ORDERINGS), "default": self.default},
+            }
+        ]
+
+
+class RankOrdering(BountyOrdering):
+    """Search results: best match first."""
+
+    def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
+        return ("-rank",)
+
+    def filter_queryset(self, request, queryset, view):
+        return queryset.order_by("-rank")
+
+    def get_schema_operation_parameters(self, view):
+        return []

@@ -1,0 +1,88 @@
+"""Reads of bounties and applications. Each list decides here which columns it loads, next to
+the serializer that consumes them (bounties/serializers.py)."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db.models import F, FloatField, QuerySet
+from django.db.models.functions import Cast
+
+from bounties.models import SEARCH_CONFIG, Bounty, BountyRequest
+
+# BountyListSerializer's fields: no description, no search vector.
+LIST_FIELDS = (
+    "id",
+    "title",
+    "amount",
+    "is_for_honor",
+    "category",
+    "location",
+    "work_type",
+    "is_time_sensitive",
+    "deadline",
+    "status",
+    "owner_id",
+    "owner__username",
+    "hunter_id",
+    "view_count",
+    "created_at",
+)
+
+
+def bounty_list() -> QuerySet[Bounty]:
+    """Visible bounties as slim rows with the owner's username (one query per page)."""
+    return Bounty.objects.select_related("owner").only(*LIST_FIELDS)
+
+
+def bounty_search(*, text: str) -> QuerySet[Bounty]:
+    """Visible bounties matching ``text`` (web-search syntax), ranked: title above description.
+
+    Filters on the stored search_vector column, which bounty_search_gin indexes.
+    """
+    query = SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch")
+    # ts_rank is a float4; as float8 its value survives the round trip through the page cursor
+    # exactly, so "rank < cursor" never repeats the row the previous page ended on.
+    rank = Cast(SearchRank(F("search_vector"), query), FloatField())
+    return bounty_list().filter(search_vector=query).annotate(rank=rank)
+
+
+_HEAVY_USER_FIELDS = ("password", "bio", "skills", "avatar_url")
+
+
+def bounty_detail() -> QuerySet[Bounty]:
+    """Full rows for the detail view, with owner and hunter usernames; never the search vector."""
+    return Bounty.objects.select_related("owner", "hunter").defer(
+        "search_vector", *(f"{rel}__{field}" for rel in ("owner", "hunter") for field in _HEAVY_USER_FIELDS)
+    )
+
+
+REQUEST_FIELDS = (
+    "id",
+    "bounty_id",
+    "bounty__title",
+    "bounty__status",
+    "hunter_id",
+    "hunter__username",
+    "message",
+    "status",
+    "created_at",
+    "updated_at",
+)
+
+
+def requests() -> QuerySet[BountyRequest]:
+    """Applications with their bounty's title and status and the hunter's username."""
+    return BountyRequest.objects.select_related("bounty", "hunter").only(*REQUEST_FIELDS)
+
+
+def requests_of_bounty(*, bounty_id: int) -> QuerySet[BountyRequest]:
+    """A bounty's applications for its owner, newest first (request_bounty_status_idx)."""
+    return requests().filter(bounty_id=bounty_id)
+
+
+def requests_of_hunter(*, hunter_id: int, status: str | None = None) -> QuerySet[BountyRequest]:
+    """A hunter's own applications, newest first (request_hunter_status_idx)."""
+    queryset = requests().filter(hunter_id=hunter_id)
+    if status:
+        queryset = queryset.filter(status=status)
+    return queryset

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+
+from bounties import selectors, services
+from bounties.filters import BountyFilter, BountyOrdering, RankOrdering
+from bounties.serializers import (
+    BountyDetailSerializer,
+    BountyListSerializer,
+    BountyRequestCreateSerializer,
+    BountyRequestSerializer,
+    BountySearchResultSerializer,
+    BountyUpdateSerializer,
+    BountyWriteSerializer,
+    RequestFilterSerializer,
+    SearchQuerySerializer,
+)
+from core.idempotency import idempotent
+from core.pagination import CursorPagination
+from wallet.views import IDEMPOTENCY_PARAMETER
+
+PUBLIC_ACTIONS = {"list", "retrieve", "search"}
+
+
+class BountyViewSet(viewsets.GenericViewSet):
+    """Bounties: public reads; writes by their owner, with the rules in bounties.services."""
+
+    pagination_class = CursorPagination
+    lookup_value_regex = r"\d+"
+    filter_backends = [DjangoFilterBackend, BountyOrdering]
+    filterset_class = BountyFilter
+    serializer_class = BountyListSerializer
+
+    def get_permissions(self):
+        return [AllowAny()] if self.action in PUBLIC_ACTIONS else [IsAuthenticated()]
+
+    def get_queryset(self):
+        return selectors.bounty_list()
+
+    def _detail(self, bounty_id: int, status_code: int = status.HTTP_200_OK) -> Response:
+        bounty = get_object_or_404(selectors.bounty_detail(), pk=bounty_id)
+        return Response(BountyDetailSerializer(bounty).data, status=status_code)
+
+    @extend_schema(responses={200: BountyListSerializer(many=True)})
+    def list(self, request):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(BountyListSerializer(page, many=True).data)
+
+    @extend_schema(
+        parameters=[SearchQuerySerializer], responses={200: BountySearchResultSerializer(many=True)}
+    )
+    @action(detail=False, methods=["get"], filter_backends=[DjangoFilterBackend, RankOrdering])
+    def search(self, request):
+        """Full-text search over title and description, best match first, with the list's filters."""
+        params = SearchQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        queryset = self.filter_queryset(selectors.bounty_search(text=params.validated_data["q"]))
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(BountySearchResultSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=BountyWriteSerializer,
+        responses={201: BountyDetailSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    @idempotent
+    def create(self, request):
+        serializer = BountyWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        bounty = services.bounty_create(owner_id=request.user.pk, data=serializer.validated_data)
+        return self._detail(bounty.pk, status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: BountyDetailSerializer})
+    def retrieve(self, request, pk: int):
+        response = self._detail(pk)
+        services.bounty_view_record(bounty_id=int(pk))
+        return response
+
+    @extend_schema(request=BountyUpdateSerializer, responses={200: BountyDetailSerializer})
+    def partial_update(self, request, pk: int):
+        bounty = get_object_or_404(selectors.bounty_detail(), pk=pk)
+        serializer = BountyUpdateSerializer(bounty, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.bounty_update(bounty_id=bounty.pk, user_id=request.user.pk, data=serializer.validated_data)
+        return self._detail(bounty.pk)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk: int):
+        services.bounty_delete(bounty_id=pk, user_id=request.user.pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: BountyDetailSerializer}, parameters=[IDEMPOTENCY_PARAMETER])
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def complete(self, request, pk: int):
+        services.bounty_complete(bounty_id=pk, user_id=request.user.pk)
+        return self._detail(pk)
+
+    @extend_schema(request=None, responses={200: BountyDetailSerializer}, parameters=[IDEMPOTENCY_PARAMETER])
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def cancel(self, request, pk: int):
+        services.bounty_cancel(bounty_id=pk, user_id=request.user.pk)
+        return self._detail(pk)
+
+    @extend_schema(request=None, responses={200: BountyDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def archive(self, request, pk: int):
+        services.bounty_archive(bounty_id=pk, user_id=request.user.pk)
+        return self._detail(pk)
+
+
+class BountyRequestsView(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """/api/bounties/{id}/requests: the owner lists applications; anyone else applies."""
+
+    serializer_class = BountyRequestSerializer
+    pagination_class = CursorPagination
+
+    def get_queryset(self):
+        bounty = get_object_or_404(selectors.bounty_list(), pk=self.kwargs["bounty_pk"])
+        if bounty.owner_id != self.request.user.pk:
+            raise services.NotBountyOwner("Only the bounty's owner can see its applications.")
+        return selectors.requests_of_bounty(bounty_id=bounty.pk)
+
+    @extend_schema(
+        request=BountyRequestCreateSerializer,
+        responses={201: BountyRequestSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    @idempotent
+    def create(self, request, bounty_pk: int):
+        serializer = BountyRequestCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        created = services.request_create(
+            bounty_id=bounty_pk, hunter_id=request.user.pk, message=serializer.validated_data["message"]
+        )
+        application = selectors.requests().get(pk=created.pk)
+        return Response(BountyRequestSerializer(application).data, status=status.HTTP_201_CREATED)
+
+
+class RequestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """/api/requests: my applications as a hunter, and the actions on one application."""
+
+    serializer_class = BountyRequestSerializer
+    pagination_class = CursorPagination
+    lookup_value_regex = r"\d+"
+
+    @extend_schema(parameters=[RequestFilterSerializer])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def get_queryset(self):
+        filters = RequestFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return selectors.requests_of_hunter(hunter_id=self.request.user.pk, **filters.validated_data)
+
+    def _respond(self, request_id: int) -> Response:
+        application = selectors.requests().get(pk=request_id)
+        return Response(BountyRequestSerializer(application).data)
+
+    @extend_schema(request=None, responses={200: BountyRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk: int):
+        services.request_accept(request_id=pk, user_id=request.user.pk)
+        return self._respond(pk)
+
+    @extend_schema(request=None, responses={200: BountyRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk: int):
+        services.request_reject(request_id=pk, user_id=request.user.pk)
+        return self._respond(pk)
+
+    @extend_schema(request=None, responses={200: BountyRequestSerializer})
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request, pk: int):
+        services.request_withdraw(request_id=pk, user_id=request.user.pk)
+        return self._respond(pk)
