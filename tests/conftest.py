@@ -8,9 +8,14 @@ cache in database 0 is never touched.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import redis
 from django.conf import settings
 from django.test.utils import override_settings
 from django_redis import get_redis_connection
@@ -70,3 +75,81 @@ def client_for(user) -> APIClient:
 @pytest.fixture
 def user_client(user) -> APIClient:
     return client_for(user)
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """Assert the one error shape and return its ``error`` object."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert list(body) == ["error"]
+    assert set(body["error"]) == {"code", "message", "fields"}
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+def ledger_is_consistent() -> bool:
+    from wallet.selectors import ledger_check
+
+    return ledger_check().ok
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A real, throwaway redis-server that a test can stop and start again on one port."""
+
+    def __init__(self, tmp_path):
+        self.port = free_port()
+        self.dir = tmp_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(tmp_path)
+    server.start()
+    caches = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
+    with override_settings(CACHES=caches):
+        yield server
+    if server.process.poll() is None:
+        server.stop()

@@ -1,16 +1,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
-import redis
 from django.conf import settings
-from django.test.utils import override_settings
+
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -28,67 +25,6 @@ def test_readyz_reports_both_dependencies_ok(api_client):
 
     assert response.status_code == 200
     assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A real, throwaway redis-server that a test can stop and start again on one port."""
-
-    def __init__(self, tmp_path):
-        self.port = _free_port()
-        self.dir = tmp_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisServer(tmp_path)
-    server.start()
-    caches = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
-    with override_settings(CACHES=caches):
-        yield server
-    if server.process.poll() is None:
-        server.stop()
 
 
 def test_readyz_is_503_naming_redis_while_it_is_down_and_recovers(api_client, own_redis):
@@ -118,7 +54,7 @@ def test_readyz_is_503_naming_the_database_when_it_is_unreachable():
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "bountyexpo.settings",
-        "DATABASE_URL": f"postgres://nobody:x@127.0.0.1:{_free_port()}/none",
+        "DATABASE_URL": f"postgres://nobody:x@127.0.0.1:{free_port()}/none",
         "DATABASE_CONNECT_TIMEOUT": "1",
         "ALLOWED_HOSTS": "testserver",
         "REDIS_URL": settings.CACHES["default"]["LOCATION"],

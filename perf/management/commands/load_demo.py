@@ -22,6 +22,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, admin_password: str, **options):
         summary = demo_load(admin_password=admin_password)
-        self.stdout.write(self.style.SUCCESS("Demo data loaded."))
+        self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({summary.bounties_created} new bounties)."))
         self.stdout.write(f"  staff user: {summary.admin_username} / {admin_password}  (admin: /admin/)")
         self.stdout.write(f"  demo users: {', '.join(summary.users)} / {DEMO_USER_PASSWORD}")

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+
+from bounties.models import Bounty, BountyStatus
+from tests.conftest import assert_error
+from tests.factories import funded_user, paid_bounty
+
+pytestmark = pytest.mark.django_db
+
+FILLER = "Details, timeline and acceptance criteria are discussed on the call; the budget is firm."
+
+
+@pytest.fixture
+def catalogue():
+    owner = funded_user("1000.00")
+    return {
+        "title": paid_bounty(
+            owner, amount="10.00", title="React dashboard for a bike shop", description=FILLER
+        ),
+        "body": paid_bounty(
+            owner,
+            amount="10.00",
+            title="Dashboard for a bike shop",
+            description=f"Frontend in React with charts. {FILLER}",
+        ),
+        "other": paid_bounty(owner, amount="10.00", title="Logo design for a bakery", description=FILLER),
+        "mobile": paid_bounty(
+            owner, amount="10.00", title="Kotlin mobile app bug fixes", category="mobile", description=FILLER
+        ),
+    }
+
+
+def ids(response) -> list[int]:
+    return [row["id"] for row in response.json()["results"]]
+
+
+def test_search_ranks_title_matches_above_description_matches(api_client, catalogue):
+    response = api_client.get("/api/bounties/search?q=react")
+
+    assert ids(response) == [catalogue["title"].pk, catalogue["body"].pk]
+    first, second = response.json()["results"]
+    assert first["rank"] > second["rank"]
+    assert "description" not in first
+
+
+def test_search_stems_english_words(api_client, catalogue):
+    assert ids(api_client.get("/api/bounties/search?q=fixing")) == [catalogue["mobile"].pk]
+
+
+def test_search_supports_web_search_syntax(api_client, catalogue):
+    assert ids(api_client.get("/api/bounties/search", {"q": '"bike shop" -react'})) == []
+    assert ids(api_client.get("/api/bounties/search", {"q": '"shop bike"'})) == []
+    assert set(ids(api_client.get("/api/bounties/search", {"q": "bakery or kotlin"}))) == {
+        catalogue["other"].pk,
+        catalogue["mobile"].pk,
+    }
+
+
+def test_search_takes_the_list_filters(api_client, catalogue):
+    assert ids(api_client.get("/api/bounties/search?q=fixes&category=web")) == []
+    assert ids(api_client.get("/api/bounties/search?q=fixes&category=mobile")) == [catalogue["mobile"].pk]
+    Bounty.objects.filter(pk=catalogue["title"].pk).update(status=BountyStatus.CANCELLED)
+    assert ids(api_client.get("/api/bounties/search?q=react")) == [catalogue["body"].pk]
+    assert ids(api_client.get("/api/bounties/search?q=react&status=cancelled")) == [catalogue["title"].pk]
+
+
+def test_search_sees_edits_at_once(api_client, catalogue):
+    Bounty.objects.filter(pk=catalogue["other"].pk).update(title="Logo design for a vegan bakery")
+
+    assert ids(api_client.get("/api/bounties/search?q=vegan")) == [catalogue["other"].pk]
+
+
+def test_search_paginates_by_rank(api_client, catalogue):
+    first = api_client.get("/api/bounties/search?q=react&limit=1").json()
+    second = api_client.get(first["next"]).json()
+
+    assert [first["results"][0]["id"], second["results"][0]["id"]] == [
+        catalogue["title"].pk,
+        catalogue["body"].pk,
+    ]
+    assert second["next"] is None
+
+
+@pytest.mark.parametrize("query", ["", "?q=", f"?q={'x' * 201}", "?q=react&category=astrology"])
+def test_bad_search_is_400(api_client, query):
+    assert_error(api_client.get(f"/api/bounties/search{query}"), 400, "validation_error")
