@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 GUNICORN_PIDFILE ?= .local/gunicorn.pid
 
-.PHONY: help deps services migrate run test lint format stop
+.PHONY: help deps services migrate run test bench lint format stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ run: migrate ## bootstrap, migrate, load the demo data and serve on http://127.0
 
 test: services lint ## bootstrap, lint, then the whole test suite against real PostgreSQL and Redis
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: services ## print read-path latency figures (test database, 50,000 bounties); not part of make test
+	@$(VENV)/bin/pytest bench -q -s -p no:cacheprovider
 
 lint: deps ## ruff check, ruff format --check, makemigrations --check
 	@$(VENV)/bin/ruff check .

@@ -6,57 +6,23 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
 
 from bounties import selectors
 from bounties.models import BountyStatus
+from perf.synthetic import insert_bounties
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 BOUNTIES = 50_000
 OWNERS = 500
-TOPICS = [
-    "react", "kotlin", "swift", "django", "figma", "excel", "tableau", "selenium", "wordpress", "shopify",
-    "flutter", "pandas", "postgres", "photoshop", "illustrator", "seo", "copywriting", "translation",
-    "bookkeeping", "moving", "cleaning", "plumbing", "gardening", "tutoring", "pytest", "cypress",
-    "android", "ios", "rust", "golang", "kubernetes", "terraform", "blender", "unity", "arduino",
-    "scraping", "chatbot", "newsletter", "podcast", "video", "animation", "branding", "logo",
-    "dashboard", "etl", "airflow", "spark", "tensorflow", "accessibility", "security", "audit",
-    "landing", "checkout",
-]  # fmt: skip
 
 
 @pytest.fixture
 def many_bounties():
-    """50,000 bounties over 500 owners, ~2 % per search topic, mostly open; then ANALYZE."""
+    """50,000 bounties over 500 owners, ~2 % per search topic, 70 % open; then ANALYZE."""
     owners = UserFactory.create_batch(OWNERS)
-    owner_ids = [owner.pk for owner in owners]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO bounties_bounty (owner_id, title, description, amount, is_for_honor, category,
-                location, work_type, is_time_sensitive, skills_required, status, hunter_id, view_count,
-                created_at, updated_at)
-            SELECT (%(owners)s::bigint[])[1 + i %% %(n_owners)s],
-                   initcap((%(topics)s::text[])[1 + i %% %(n_topics)s]) || ' task number ' || i,
-                   'We need help with ' || (%(topics)s::text[])[1 + (i * 7) %% %(n_topics)s]
-                       || ' for a small business; the details are in the attached brief, number ' || i,
-                   10 + i %% 490, false, 'other', '', 'online', false, '{}',
-                   CASE WHEN i %% 10 < 7 THEN 'open' WHEN i %% 10 < 9 THEN 'completed' ELSE 'cancelled' END,
-                   CASE WHEN i %% 10 IN (7, 8) THEN (%(owners)s::bigint[])[1 + (i + 1) %% %(n_owners)s] END,
-                   i %% 1000, now() - i * interval '1 minute', now()
-            FROM generate_series(1, %(count)s) AS i
-            """,
-            {
-                "owners": owner_ids,
-                "n_owners": OWNERS,
-                "topics": TOPICS,
-                "n_topics": len(TOPICS),
-                "count": BOUNTIES,
-            },
-        )
-        cursor.execute("ANALYZE bounties_bounty")
+    insert_bounties(count=BOUNTIES, owner_ids=[owner.pk for owner in owners])
     return owners
 
 

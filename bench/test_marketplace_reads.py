@@ -1,0 +1,79 @@
+"""Server-side latency of the bounty list, detail and search at 50,000 bounties, warm database.
+
+In-process through the full stack (middleware, DRF, serializers, PostgreSQL) with Django's test
+client, so the figures exclude the network and gunicorn; plus each query's own execution time
+from EXPLAIN ANALYZE. Prints a table; asserts only that every response was a 200.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import pytest
+from rest_framework.test import APIClient
+
+from bounties import selectors
+from bounties.models import BountyStatus
+from perf.synthetic import insert_bounties
+from tests.factories import UserFactory
+
+BOUNTIES = 50_000
+WARMUP = 30
+ROUNDS = 300
+SEARCH_TERMS = ["web", "mobile", "design", "data", "test"]
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def timed(client: APIClient, urls: list[str]) -> list[float]:
+    for url in urls[:WARMUP]:
+        client.get(url)
+    samples = []
+    for url in urls:
+        started = time.perf_counter()
+        response = client.get(url)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.content
+    return samples
+
+
+def execution_ms(queryset) -> float:
+    plans = [json.loads(queryset.explain(format="json", analyze=True))[0]["Execution Time"] for _ in range(20)]
+    return statistics.median(plans)
+
+
+@pytest.mark.django_db
+def test_bounty_reads_at_50k():
+    owners = UserFactory.create_batch(500)
+    insert_bounties(count=BOUNTIES, owner_ids=[owner.pk for owner in owners])
+    open_ids = list(selectors.bounty_list().filter(status=BountyStatus.OPEN).values_list("pk", flat=True)[:ROUNDS])
+    client = APIClient()
+
+    endpoints = {
+        "list (open, limit 20)": ["/api/bounties?limit=20"] * ROUNDS,
+        "detail": [f"/api/bounties/{pk}" for pk in open_ids],
+        "search (5 terms, limit 20)": [
+            f"/api/bounties/search?q={SEARCH_TERMS[i % 5]}&limit=20" for i in range(ROUNDS)
+        ],
+    }
+    queries = {
+        "list (open, limit 20)": selectors.bounty_list().filter(status="open").order_by("-created_at")[:21],
+        "detail": selectors.bounty_detail().filter(pk=open_ids[0]),
+        "search (5 terms, limit 20)": selectors.bounty_search(text="design").filter(status="open").order_by("-rank")[
+            :21
+        ],
+    }
+
+    print(f"\n\n{BOUNTIES:,} bounties, warm database, {ROUNDS} requests each after {WARMUP} warm-up")
+    print(f"{'endpoint':<28}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'SQL exec ms':>13}")
+    for name, urls in endpoints.items():
+        samples = timed(client, urls)
+        print(
+            f"{name:<28}{percentile(samples, 50):>9.2f}{percentile(samples, 95):>9.2f}"
+            f"{percentile(samples, 99):>9.2f}{statistics.fmean(samples):>9.2f}{execution_ms(queries[name]):>13.3f}"
+        )
