@@ -43,6 +43,11 @@ def _test_settings():
     with override_settings(
         CACHES=test_caches,
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        # The manifest storage needs `collectstatic` first (make run does it); tests do not run it.
+        STORAGES={
+            **settings.STORAGES,
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
     ):
         yield
 
