@@ -9,37 +9,19 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 
 import pytest
 from rest_framework.test import APIClient
 
+from bench.timing import percentile, timed
 from bounties import selectors
 from bounties.models import BountyStatus
 from perf.synthetic import insert_bounties
 from tests.factories import UserFactory
 
 BOUNTIES = 50_000
-WARMUP = 30
 ROUNDS = 300
 SEARCH_TERMS = ["web", "mobile", "design", "data", "test"]
-
-
-def percentile(samples: list[float], pct: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
-
-
-def timed(client: APIClient, urls: list[str]) -> list[float]:
-    for url in urls[:WARMUP]:
-        client.get(url)
-    samples = []
-    for url in urls:
-        started = time.perf_counter()
-        response = client.get(url)
-        samples.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, response.content
-    return samples
 
 
 def execution_ms(queryset) -> float:
@@ -69,10 +51,10 @@ def test_bounty_reads_at_50k():
         "search (5 terms, limit 20)": design.order_by("-rank")[:21],
     }
 
-    print(f"\n\n{BOUNTIES:,} bounties, warm database, {ROUNDS} requests each after {WARMUP} warm-up")
+    print(f"\n\n{BOUNTIES:,} bounties, warm database, {ROUNDS} requests each after 30 warm-up")
     print(f"{'endpoint':<28}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'SQL exec ms':>13}")
     for name, urls in endpoints.items():
-        samples = timed(client, urls)
+        samples = timed(client, urls, warmup=30)
         figures = [
             percentile(samples, 50),
             percentile(samples, 95),

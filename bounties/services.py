@@ -21,6 +21,7 @@ from rest_framework import status
 from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
 from core.cache_keys import make_key
 from core.errors import DomainError
+from messaging import services as messaging
 from wallet import services as wallet
 
 logger = logging.getLogger(__name__)
@@ -227,8 +228,9 @@ def _locked_request_with_bounty(request_id: int, user_id: int) -> tuple[BountyRe
 
 @transaction.atomic
 def request_accept(*, request_id: int, user_id: int) -> BountyRequest:
-    """The owner accepts one application: the bounty goes in_progress with that hunter and
-    every other pending application of the bounty is rejected, all in one transaction."""
+    """The owner accepts one application: the bounty goes in_progress with that hunter, every
+    other pending application of the bounty is rejected, and the owner-hunter conversation
+    about the bounty is opened (or reused), all in one transaction."""
     request, bounty = _locked_request_with_bounty(request_id, user_id)
     if bounty.owner_id != user_id:
         raise NotBountyOwner()
@@ -240,6 +242,7 @@ def request_accept(*, request_id: int, user_id: int) -> BountyRequest:
     request.save(update_fields=["status", "updated_at"])
     _reject_pending(bounty)
     _set_status(bounty, BountyStatus.IN_PROGRESS, hunter_id=request.hunter_id)
+    messaging.conversation_open(created_by=user_id, participant_ids={request.hunter_id}, bounty_id=bounty.pk)
     return request
 
 

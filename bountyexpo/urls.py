@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/", include("accounts.urls")),
     path("api/", include("bounties.urls")),
     path("api/", include("wallet.urls")),
+    path("api/", include("messaging.urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -1,5 +1,6 @@
 """The small demo dataset `make run` loads: a staff user, three marketplace users with wallet
-history, bounties in every status and applications. Loading it again changes nothing."""
+history, bounties in every status, applications, and conversations tied to the bounties
+whose applications were accepted. Loading it again changes nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.db import transaction
 from accounts.models import User
 from bounties import services as bounties
 from bounties.models import Bounty
+from messaging import services as messaging
 from wallet import services as wallet
 
 DEMO_ADMIN_USERNAME = "admin"
@@ -118,6 +120,19 @@ def _user(username: str, display_name: str, location: str, skills: list[str]) ->
     return user
 
 
+def _chat(bounty_id: int, owner_id: int, hunter_id: int) -> None:
+    """A short exchange in the conversation that accepting opened."""
+    conversation, _ = messaging.conversation_open(
+        created_by=owner_id, participant_ids={hunter_id}, bounty_id=bounty_id
+    )
+    for sender, text in [
+        (owner_id, "Welcome aboard! The brief is in the description; ask me anything."),
+        (hunter_id, "Thanks, starting today. I will send a first version by Thursday."),
+        (owner_id, "Perfect, talk then."),
+    ]:
+        messaging.message_send(conversation_id=conversation.pk, sender_id=sender, text=text)
+
+
 def _bounty(users: dict[str, User], spec: DemoBounty) -> None:
     owner_id = users[spec.owner].pk
     amount = Decimal(spec.amount)
@@ -134,6 +149,7 @@ def _bounty(users: dict[str, User], spec: DemoBounty) -> None:
         request = bounties.request_create(bounty_id=bounty.pk, hunter_id=users[name].pk, message=PITCH)
         if name == spec.hunter:
             bounties.request_accept(request_id=request.pk, user_id=owner_id)
+            _chat(bounty.pk, owner_id, users[name].pk)
     if spec.status in ("completed", "archived"):
         bounties.bounty_complete(bounty_id=bounty.pk, user_id=owner_id)
     if spec.status == "cancelled":

@@ -9,6 +9,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from messaging.services import pair_key
+
 TOPICS = [
     "web", "mobile", "design", "data", "test", "react", "kotlin", "swift", "django", "figma",
     "excel", "tableau", "selenium", "wordpress", "shopify", "flutter", "pandas", "postgres",
@@ -51,3 +53,47 @@ def insert_bounties(*, count: int, owner_ids: list[int]) -> None:
         # Fresh rows have no planner statistics until autovacuum runs: take them now, for the
         # owners too, or the planner plans for a one-row users table.
         cursor.execute(f"ANALYZE bounties_bounty, {get_user_model()._meta.db_table}")
+
+
+def insert_conversations(*, pairs: list[tuple[int, int]], messages_each: int) -> list[int]:
+    """Insert one 1:1 conversation per (a, b) pair (pairs must be distinct, as the unique index
+    requires), each with ``messages_each`` messages alternating between a and b, one per minute
+    back in time, the preview columns filled in; then ANALYZE. Returns the conversation ids in
+    the order of ``pairs``."""
+    first, second = [a for a, _ in pairs], [b for _, b in pairs]
+    keys = [pair_key(a, b) for a, b in pairs]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO messaging_conversation (is_group, name, created_by_id, pair_key, created_at,
+                updated_at, last_message_preview, last_message_sender_id, last_message_at)
+            SELECT false, '', a, key, now() - interval '30 days', now() - n * interval '1 minute',
+                   'Message 1 about the work', a, now() - n * interval '1 minute'
+            FROM unnest(%(a)s::bigint[], %(keys)s::text[]) WITH ORDINALITY AS t(a, key, n)
+            RETURNING id, pair_key
+            """,
+            {"a": first, "keys": keys},
+        )
+        by_key = {key: pk for pk, key in cursor.fetchall()}
+        ids = [by_key[key] for key in keys]
+        cursor.execute(
+            """
+            INSERT INTO messaging_participant (conversation_id, user_id, joined_at)
+            SELECT conv, member, now() - interval '30 days'
+            FROM unnest(%(ids)s::bigint[], %(a)s::bigint[], %(b)s::bigint[]) AS t(conv, a, b),
+                 LATERAL (VALUES (a), (b)) AS m(member)
+            """,
+            {"ids": ids, "a": first, "b": second},
+        )
+        cursor.execute(
+            """
+            INSERT INTO messaging_message (conversation_id, sender_id, text, created_at)
+            SELECT conv, CASE WHEN m %% 2 = 1 THEN a ELSE b END, 'Message ' || m || ' about the work',
+                   now() - (m * interval '1 minute')
+            FROM unnest(%(ids)s::bigint[], %(a)s::bigint[], %(b)s::bigint[]) AS t(conv, a, b)
+            CROSS JOIN generate_series(1, %(per)s) AS m
+            """,
+            {"ids": ids, "a": first, "b": second, "per": messages_each},
+        )
+        cursor.execute("ANALYZE messaging_conversation, messaging_participant, messaging_message")
+    return ids

@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import pytest
+
+from bounties.services import request_accept
+from messaging.models import Conversation, Message, Participant
+from tests.conftest import assert_error, client_for
+from tests.factories import UserFactory, application, paid_bounty
+
+pytestmark = pytest.mark.django_db
+
+CONVERSATIONS = "/api/conversations"
+
+
+def open_conversation(client, *others, **extra):
+    return client.post(CONVERSATIONS, {"participant_ids": [u.pk for u in others], **extra}, format="json")
+
+
+def send(client, conversation_id: int, text: str):
+    return client.post(f"{CONVERSATIONS}/{conversation_id}/messages", {"text": text}, format="json")
+
+
+@pytest.fixture
+def ann():
+    return UserFactory(username="ann")
+
+
+@pytest.fixture
+def ben():
+    return UserFactory(username="ben")
+
+
+def test_opening_a_one_to_one_conversation(ann, ben):
+    response = open_conversation(client_for(ann), ben)
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["is_group"] is False
+    assert sorted(p["username"] for p in body["participants"]) == ["ann", "ben"]
+    assert set(body["participants"][0]) == {"id", "username", "avatar_url"}
+    assert (body["last_message"], body["unread_count"]) == (None, 0)
+
+
+def test_the_same_pair_reuses_its_conversation_from_either_side(ann, ben):
+    first = open_conversation(client_for(ann), ben)
+    again = open_conversation(client_for(ben), ann)
+
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert Conversation.objects.count() == 1
+
+
+def test_a_bounty_gets_its_own_conversation_between_the_same_pair(ann, ben):
+    bounty = paid_bounty()
+    general = open_conversation(client_for(ann), ben).json()["id"]
+
+    about_bounty = open_conversation(client_for(ann), ben, bounty=bounty.pk)
+    again = open_conversation(client_for(ben), ann, bounty=bounty.pk)
+
+    assert about_bounty.status_code == 201
+    assert about_bounty.json()["bounty_id"] == bounty.pk
+    assert about_bounty.json()["id"] != general
+    assert (again.status_code, again.json()["id"]) == (200, about_bounty.json()["id"])
+
+
+def test_three_or_more_people_make_a_named_group(ann, ben):
+    cleo = UserFactory()
+
+    first = open_conversation(client_for(ann), ben, cleo, name="Launch crew")
+    second = open_conversation(client_for(ann), ben, cleo, name="Launch crew")
+
+    assert first.status_code == second.status_code == 201
+    assert first.json()["is_group"] is True
+    assert first.json()["name"] == "Launch crew"
+    assert len(first.json()["participants"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"participant_ids": []}, "participant_ids"),
+        ({}, "participant_ids"),
+        ({"participant_ids": ["x"]}, "participant_ids"),
+        ({"participant_ids": [999999]}, "participant_ids"),
+        ({"participant_ids": list(range(1, 52))}, "participant_ids"),
+        ({"participant_ids": "SELF"}, "participant_ids"),
+        ({"participant_ids": "BEN", "bounty": 999999}, "bounty"),
+        ({"participant_ids": "BEN", "name": "x" * 121}, "name"),
+    ],
+)
+def test_bad_conversation_input_is_400_and_creates_nothing(ann, ben, body, field):
+    body = dict(body)
+    if body.get("participant_ids") == "SELF":
+        body["participant_ids"] = [ann.pk]
+    if body.get("participant_ids") == "BEN":
+        body["participant_ids"] = [ben.pk]
+
+    response = client_for(ann).post(CONVERSATIONS, body, format="json")
+
+    assert field in assert_error(response, 400, "validation_error")["fields"]
+    assert not Conversation.objects.exists()
+
+
+def test_conversations_need_authentication(api_client):
+    assert_error(api_client.get(CONVERSATIONS), 401)
+    assert_error(api_client.post(CONVERSATIONS, {}, format="json"), 401)
+
+
+def test_messages_are_trimmed_listed_newest_first_and_move_the_conversation_up(ann, ben):
+    cleo = UserFactory()
+    client = client_for(ann)
+    older = open_conversation(client, ben).json()["id"]
+    newer = open_conversation(client, cleo).json()["id"]
+    send(client, newer, "first")
+
+    sent = send(client, older, "  hello ben  ")
+    send(client, older, "are you there?")
+
+    assert sent.status_code == 201
+    assert sent.json()["text"] == "hello ben"
+    assert sent.json()["sender_username"] == "ann"
+    texts = [m["text"] for m in client.get(f"{CONVERSATIONS}/{older}/messages").json()["results"]]
+    assert texts == ["are you there?", "hello ben"]
+    listed = client.get(CONVERSATIONS).json()["results"]
+    assert [c["id"] for c in listed] == [older, newer]
+    assert listed[0]["last_message"]["text"] == "are you there?"
+    assert listed[0]["last_message"]["sender_username"] == "ann"
+
+
+@pytest.mark.parametrize("text", ["", "   \n ", "x" * 5001])
+def test_blank_or_too_long_message_is_refused_and_changes_nothing(ann, ben, text):
+    client = client_for(ann)
+    conversation = open_conversation(client, ben).json()
+
+    response = send(client, conversation["id"], text)
+
+    assert "text" in assert_error(response, 400, "validation_error")["fields"]
+    assert not Message.objects.exists()
+    assert client.get(CONVERSATIONS).json()["results"][0]["updated_at"] == conversation["updated_at"]
+
+
+def test_a_5000_character_message_is_accepted_and_previewed_short(ann, ben):
+    client = client_for(ann)
+    conversation_id = open_conversation(client, ben).json()["id"]
+
+    assert send(client, conversation_id, "y" * 5000).status_code == 201
+    assert len(client.get(CONVERSATIONS).json()["results"][0]["last_message"]["text"]) == 200
+
+
+def test_unread_counts_follow_messages_and_reads(ann, ben):
+    ann_client, ben_client = client_for(ann), client_for(ben)
+    conversation_id = open_conversation(ann_client, ben).json()["id"]
+    for text in ("one", "two", "three"):
+        send(ann_client, conversation_id, text)
+
+    assert ben_client.get(CONVERSATIONS).json()["results"][0]["unread_count"] == 3
+    assert ann_client.get(CONVERSATIONS).json()["results"][0]["unread_count"] == 0
+
+    read = ben_client.post(f"{CONVERSATIONS}/{conversation_id}/read")
+    assert (read.status_code, read.json()["unread_count"]) == (200, 0)
+
+    send(ann_client, conversation_id, "four")
+    send(ben_client, conversation_id, "reply")
+    assert ben_client.get(CONVERSATIONS).json()["results"][0]["unread_count"] == 0
+    assert ann_client.get(CONVERSATIONS).json()["results"][0]["unread_count"] == 1
+
+
+def test_non_participant_gets_404_everywhere_and_changes_nothing(ann, ben):
+    conversation_id = open_conversation(client_for(ann), ben).json()["id"]
+    send(client_for(ann), conversation_id, "private")
+    outsider = client_for(UserFactory())
+
+    assert_error(outsider.get(f"{CONVERSATIONS}/{conversation_id}/messages"), 404, "not_found")
+    assert_error(send(outsider, conversation_id, "let me in"), 404, "not_found")
+    assert_error(outsider.post(f"{CONVERSATIONS}/{conversation_id}/read"), 404, "not_found")
+    assert outsider.get(CONVERSATIONS).json()["results"] == []
+    assert Message.objects.count() == 1
+
+
+def test_unknown_conversation_is_404(ann):
+    assert_error(client_for(ann).get(f"{CONVERSATIONS}/424242/messages"), 404, "not_found")
+
+
+def test_message_pages_are_capped_at_100_and_walk_back_in_time(ann, ben):
+    client = client_for(ann)
+    conversation_id = open_conversation(client, ben).json()["id"]
+    Message.objects.bulk_create(
+        Message(conversation_id=conversation_id, sender=ann, text=f"m{i}") for i in range(130)
+    )
+
+    first = client.get(f"{CONVERSATIONS}/{conversation_id}/messages?limit=500").json()
+    second = client.get(first["next"]).json()
+
+    assert len(first["results"]) == 100
+    assert len(second["results"]) == 30
+    assert not {m["id"] for m in first["results"]} & {m["id"] for m in second["results"]}
+
+
+def test_accepting_an_application_opens_the_owner_hunter_conversation_once():
+    bounty = paid_bounty()
+    chosen = application(bounty)
+    owner_client = client_for(bounty.owner)
+    earlier = open_conversation(owner_client, chosen.hunter, bounty=bounty.pk).json()["id"]
+
+    request_accept(request_id=chosen.pk, user_id=bounty.owner_id)
+
+    conversations = Conversation.objects.filter(bounty=bounty)
+    assert [c.pk for c in conversations] == [earlier]
+    members = set(Participant.objects.filter(conversation_id=earlier).values_list("user_id", flat=True))
+    assert members == {bounty.owner_id, chosen.hunter_id}
+
+
+def test_accepting_without_an_earlier_conversation_creates_it():
+    bounty = paid_bounty()
+    chosen = application(bounty)
+
+    request_accept(request_id=chosen.pk, user_id=bounty.owner_id)
+
+    listed = client_for(chosen.hunter).get(CONVERSATIONS).json()["results"]
+    assert [(c["bounty_id"], c["is_group"]) for c in listed] == [(bounty.pk, False)]
