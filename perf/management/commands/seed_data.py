@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from perf.seed import SEED_USER_PASSWORD, DatabaseNotEmpty, SeedPlan, seed_marketplace
+
+
+class Command(BaseCommand):
+    help = (
+        "Generate a realistic marketplace for load tests: users, bounties in every status, "
+        "applications, a ledger that keeps every wallet invariant, conversations and messages, "
+        "and login tokens for the load generator."
+    )
+
+    def add_arguments(self, parser):
+        defaults = SeedPlan()
+        parser.add_argument("--users", type=int, default=defaults.users, help="users (default %(default)s)")
+        parser.add_argument(
+            "--bounties", type=int, default=defaults.bounties, help="bounties (default %(default)s)"
+        )
+        parser.add_argument(
+            "--transactions",
+            type=int,
+            default=defaults.transactions,
+            help="ledger rows, about (default %(default)s)",
+        )
+        parser.add_argument(
+            "--messages", type=int, default=defaults.messages, help="messages, about (default %(default)s)"
+        )
+        parser.add_argument(
+            "--conversations",
+            type=int,
+            default=defaults.conversations,
+            help="conversations (default %(default)s)",
+        )
+        parser.add_argument(
+            "--tokens",
+            type=int,
+            default=defaults.tokens,
+            help="users given a login token (default %(default)s)",
+        )
+        parser.add_argument(
+            "--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)"
+        )
+        parser.add_argument(
+            "--prefix",
+            default=defaults.prefix,
+            help="username prefix, to --append several sets (default %(default)s)",
+        )
+        parser.add_argument(
+            "--tokens-file",
+            type=Path,
+            default=defaults.tokens_file,
+            help="where the raw tokens are written, one 'user_id token' per line (default %(default)s)",
+        )
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--append", action="store_true", help="add to a database that already has data")
+        mode.add_argument(
+            "--reset", action="store_true", help="first delete all marketplace data and non-staff users"
+        )
+
+    def handle(self, *args, **options):
+        plan = SeedPlan(**{name: options[name] for name in SeedPlan.__dataclass_fields__})
+        if min(plan.users, plan.bounties) < 2 or plan.tokens > plan.users:
+            raise CommandError("Need at least 2 users and 2 bounties, and no more tokens than users.")
+        self.stdout.write(f"Seeding {plan}")
+        try:
+            report = seed_marketplace(plan=plan, append=options["append"], reset=options["reset"],
+                                      progress=self.stdout.write)  # fmt: skip
+        except DatabaseNotEmpty:
+            raise CommandError(
+                "The database already has data. Use --reset to replace it (staff users are kept) "
+                "or --append with a new --prefix to add to it."
+            ) from None
+        self.stdout.write(self.style.SUCCESS(f"Seeded in {report.seconds:.1f} s."))
+        self.stdout.write(f"  users log in with password {SEED_USER_PASSWORD!r}")
+        self.stdout.write(f"  load-test tokens: {report.tokens_file}")

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
+from messaging.models import Conversation, Message
+from perf.seed import SEED_USER_PASSWORD
+from tests.conftest import ledger_is_consistent
+from tests.factories import UserFactory
+from wallet.models import TransactionType, WalletTransaction
+
+pytestmark = pytest.mark.django_db
+
+SMALL = ["--users", "120", "--bounties", "1500", "--transactions", "12000", "--messages", "6000",
+         "--conversations", "400", "--tokens", "30"]  # fmt: skip
+
+
+def seed(tmp_path, *extra: str) -> None:
+    call_command("seed_data", *SMALL, "--tokens-file", str(tmp_path / "tokens.txt"), *extra)
+
+
+def fingerprint() -> str:
+    rows = Bounty.objects.order_by("created_at", "title").values_list("title", "amount", "status", "category")
+    return hashlib.sha256(repr(list(rows)).encode()).hexdigest()
+
+
+def test_seed_keeps_every_wallet_invariant_and_covers_every_status(tmp_path):
+    seed(tmp_path)
+
+    assert ledger_is_consistent()
+    assert Bounty.objects.count() == 1500
+    assert set(Bounty.objects.values_list("status", flat=True)) == set(BountyStatus)
+    assert set(WalletTransaction.objects.values_list("type", flat=True)) == set(TransactionType)
+    assert 11_000 <= WalletTransaction.objects.count() <= 13_000
+    assert 5_000 <= Message.objects.count() <= 7_000
+    assert Conversation.objects.count() == 400
+    worked = Bounty.objects.filter(hunter__isnull=False).count()
+    assert BountyRequest.objects.filter(status=RequestStatus.ACCEPTED).count() == worked
+
+
+def test_seeded_text_answers_the_load_test_searches(tmp_path):
+    seed(tmp_path)
+    client = APIClient()
+
+    for term in ["web", "mobile", "design", "data", "test"]:
+        results = client.get("/api/bounties/search", {"q": term}).json()["results"]
+        assert results, term
+        assert results == sorted(results, key=lambda row: -row["rank"])
+
+
+def test_seeded_tokens_and_passwords_work(tmp_path):
+    seed(tmp_path)
+    lines = (tmp_path / "tokens.txt").read_text().splitlines()
+    user_id, token = lines[0].split()
+    client = APIClient()
+
+    assert len(lines) == 30
+    assert client.get("/api/me", HTTP_AUTHORIZATION=f"Bearer {token}").json()["id"] == int(user_id)
+    username = client.get(f"/api/profiles/{user_id}").json()["username"]
+    login = client.post(
+        "/api/auth/token", {"username": username, "password": SEED_USER_PASSWORD}, format="json"
+    )
+    assert login.status_code == 200
+
+
+def test_same_seed_gives_the_same_data(tmp_path):
+    seed(tmp_path, "--seed", "7")
+    first = fingerprint()
+    seed(tmp_path, "--seed", "7", "--reset")
+    again = fingerprint()
+    seed(tmp_path, "--seed", "8", "--reset")
+
+    assert first == again
+    assert fingerprint() != first
+
+
+def test_refuses_a_database_with_data_unless_told(tmp_path):
+    UserFactory()
+
+    with pytest.raises(CommandError, match="already has data"):
+        seed(tmp_path)
+    seed(tmp_path, "--append", "--prefix", "extra")
+
+    assert Bounty.objects.count() == 1500
+    assert ledger_is_consistent()
+
+
+def test_reset_keeps_staff_users(tmp_path):
+    staff = UserFactory(is_staff=True)
+    seed(tmp_path)
+
+    seed(tmp_path, "--reset")
+
+    assert Bounty.objects.count() == 1500
+    assert type(staff).objects.filter(pk=staff.pk).exists()
