@@ -1,0 +1,254 @@
+"""Locust users for `manage.py loadtest`. Runs only inside the locust process (it monkey-patches
+with gevent): never imported by Django, and configured by environment variables:
+
+LOADTEST_PROFILE  the profile as JSON (stages, think time, user mix; perf/loadtest/profiles.py)
+LOADTEST_TOKENS   a file of "user_id token" lines (seed_data writes one); signed-in users are
+                  spread over these tokens, so per-user limits behave as in production
+
+Request names are route patterns ("GET /api/bounties/{id}"), never raw URLs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import uuid
+
+import gevent
+from locust import FastHttpUser, LoadTestShape, between, constant, task
+
+PROFILE = json.loads(os.environ["LOADTEST_PROFILE"])
+THINK_MIN, THINK_MAX = PROFILE["think_time"]
+WAIT = constant(0) if THINK_MAX == 0 else between(THINK_MIN, THINK_MAX)
+SEARCH_TERMS = ["web", "mobile", "design", "data", "test"]
+LOCATIONS = ["Lyon", "Lagos", "Toronto", "Berlin", "Austin"]
+
+
+def _tokens() -> list[str]:
+    path = os.environ.get("LOADTEST_TOKENS", "")
+    if not path or not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [line.split()[1] for line in handle if line.strip()]
+
+
+TOKENS = _tokens()
+_next_token = itertools.count()
+
+
+class StagesShape(LoadTestShape):
+    """The profile's stages, then stop."""
+
+    def tick(self):
+        elapsed = self.get_run_time()
+        for stage in PROFILE["stages"]:
+            if elapsed < stage["seconds"]:
+                return stage["users"], stage["spawn_rate"]
+            elapsed -= stage["seconds"]
+        return None
+
+
+class ApiUser(FastHttpUser):
+    abstract = True
+    wait_time = WAIT
+
+    def bounty_ids(self, url: str, name: str, **params) -> list[int]:
+        with self.client.get(url, name=name, catch_response=True, params=params) as response:
+            if response.status_code != 200:
+                response.failure(f"{response.status_code}")
+                return []
+            body = response.json()
+            self.next_page = body.get("next")
+            return [row["id"] for row in body["results"]]
+
+    def list_page(self, **params) -> list[int]:
+        return self.bounty_ids("/api/bounties", "GET /api/bounties", limit=20, **params)
+
+    def search(self, **params) -> list[int]:
+        return self.bounty_ids(
+            "/api/bounties/search",
+            "GET /api/bounties/search",
+            q=random.choice(SEARCH_TERMS),
+            limit=20,
+            **params,
+        )
+
+    def detail(self, bounty_id: int) -> None:
+        self.client.get(f"/api/bounties/{bounty_id}", name="GET /api/bounties/{id}")
+
+
+class BaselineUser(ApiUser):
+    """SPEC baseline: list open bounties (limit 20), sleep 1 s, detail of the first, sleep 2 s."""
+
+    wait_time = constant(0)
+
+    @task
+    def browse(self):
+        ids = self.list_page()
+        self.wait_seconds(1)
+        if ids:
+            self.detail(ids[0])
+        self.wait_seconds(2)
+
+    def wait_seconds(self, seconds: float) -> None:
+        if THINK_MAX:  # a --think-time 0 run measures throughput: no sleeps at all
+            gevent.sleep(seconds)
+
+
+class FlowUser(ApiUser):
+    """SPEC bounty flow: list, detail, full-text search."""
+
+    @task
+    def flow(self):
+        ids = self.list_page()
+        self.wait()
+        if ids:
+            self.detail(random.choice(ids))
+        self.wait()
+        self.search()
+
+
+class BrowserUser(ApiUser):
+    """Anonymous browsing: lists (and their second page), details, searches."""
+
+    ids: list[int] = []
+
+    @task(5)
+    def browse(self):
+        self.ids = self.list_page() or self.ids
+
+    @task(1)
+    def second_page(self):
+        if getattr(self, "next_page", None):
+            self.bounty_ids(self.next_page, "GET /api/bounties")
+
+    @task(4)
+    def view(self):
+        if self.ids:
+            self.detail(random.choice(self.ids))
+
+    @task(3)
+    def find(self):
+        self.ids = self.search() or self.ids
+
+
+class BrowserPagesUser(ApiUser):
+    """SPEC mixed, browsers: list page 1, then page 2."""
+
+    @task
+    def pages(self):
+        self.list_page()
+        if getattr(self, "next_page", None):
+            self.wait()
+            self.bounty_ids(self.next_page, "GET /api/bounties")
+
+
+class SearcherUser(ApiUser):
+    """SPEC mixed, searchers: a search, then the same kind with a location filter."""
+
+    @task
+    def searches(self):
+        self.search()
+        self.wait()
+        self.search(location=random.choice(LOCATIONS))
+
+
+class ViewerUser(ApiUser):
+    """SPEC mixed, viewers: a short list, then up to three details."""
+
+    @task
+    def views(self):
+        ids = self.list_page()[:5]
+        for bounty_id in random.sample(ids, min(3, len(ids))):
+            self.wait()
+            self.detail(bounty_id)
+
+
+class MemberUser(ApiUser):
+    """A signed-in user (one seeded token each): wallet, conversations and applications, and
+    the writes: applying, messaging, depositing (about a third of this user's requests)."""
+
+    def on_start(self):
+        if not TOKENS:
+            raise RuntimeError("no tokens: run `manage.py seed_data` or pass --tokens-file")
+        token = TOKENS[next(_next_token) % len(TOKENS)]
+        self.auth = {"Authorization": f"Bearer {token}"}
+        self.conversations: list[int] = []
+        self.open_ids: list[int] = []
+
+    @task(3)
+    def wallet(self):
+        self.client.get("/api/wallet", name="GET /api/wallet", headers=self.auth)
+
+    @task(1)
+    def transactions(self):
+        self.client.get(
+            "/api/wallet/transactions?limit=20", name="GET /api/wallet/transactions", headers=self.auth
+        )
+
+    @task(2)
+    def conversations_list(self):
+        with self.client.get(
+            "/api/conversations?limit=20",
+            name="GET /api/conversations",
+            headers=self.auth,
+            catch_response=True,
+        ) as r:
+            if r.status_code == 200:
+                self.conversations = [c["id"] for c in r.json()["results"]]
+
+    @task(1)
+    def my_requests(self):
+        self.client.get("/api/requests?limit=20", name="GET /api/requests", headers=self.auth)
+
+    @task(1)
+    def messages(self):
+        if self.conversations:
+            conversation = random.choice(self.conversations)
+            self.client.get(
+                f"/api/conversations/{conversation}/messages?limit=20",
+                name="GET /api/conversations/{id}/messages",
+                headers=self.auth,
+            )
+
+    @task(2)
+    def apply(self):
+        self.open_ids = self.list_page() or self.open_ids
+        if not self.open_ids:
+            return
+        bounty_id = random.choice(self.open_ids)
+        body = {"message": "Load test application: I can do this work this week, details on request."}
+        with self.client.post(
+            f"/api/bounties/{bounty_id}/requests",
+            json=body,
+            name="POST /api/bounties/{id}/requests",
+            headers=self.auth,
+            catch_response=True,
+        ) as response:
+            # Refusals by the rules (already applied, 10 pending, own bounty) are correct answers.
+            if response.status_code in (201, 403, 409):
+                response.success()
+
+    @task(1)
+    def message(self):
+        if self.conversations:
+            conversation = random.choice(self.conversations)
+            self.client.post(
+                f"/api/conversations/{conversation}/messages",
+                json={"text": "Quick update from the load test."},
+                name="POST /api/conversations/{id}/messages",
+                headers=self.auth,
+            )
+
+    @task(1)
+    def deposit(self):
+        body = {"amount": "25.00", "reference": f"lt-{uuid.uuid4().hex}"}
+        self.client.post(
+            "/api/wallet/deposits", json=body, name="POST /api/wallet/deposits", headers=self.auth
+        )
+
+
+for _name, _weight in PROFILE["users_mix"].items():
+    globals()[_name].weight = _weight

@@ -1,0 +1,155 @@
+"""What the load test watches besides response times: the server's and the generator's CPU
+and memory, PostgreSQL (pg_stat_statements delta, connections by state) and Redis hits."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from django.conf import settings
+from django.db import connection
+from django_redis import get_redis_connection
+
+DEFAULT_PIDFILE = Path(settings.BASE_DIR) / ".local" / "gunicorn.pid"
+
+
+def server_processes(pid: int | None) -> list[psutil.Process]:
+    """The server's master and workers: ``pid`` (or make run's pidfile) and its children."""
+    if pid is None:
+        if not DEFAULT_PIDFILE.exists():
+            return []
+        pid = int(DEFAULT_PIDFILE.read_text().strip())
+    try:
+        master = psutil.Process(pid)
+        return [master, *master.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+@dataclass
+class ResourceSamples:
+    server_cpu: list[float] = field(default_factory=list)  # % of the whole machine
+    server_rss_mb: list[float] = field(default_factory=list)
+    generator_cpu: list[float] = field(default_factory=list)  # % of one core
+    connections: list[dict[str, int]] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        def stats(values: list[float]) -> dict:
+            return (
+                {"avg": sum(values) / len(values), "max": max(values)} if values else {"avg": 0.0, "max": 0.0}
+            )
+
+        states: dict[str, int] = {}
+        for sample in self.connections:
+            for state, count in sample.items():
+                states[state] = max(states.get(state, 0), count)
+        return {
+            "server_cpu_percent": stats(self.server_cpu),
+            "server_rss_mb": stats(self.server_rss_mb),
+            "generator_cpu_percent_of_core": stats(self.generator_cpu),
+            "cpu_count": psutil.cpu_count(),
+            "memory_total_mb": psutil.virtual_memory().total / 2**20,
+            "max_connections_by_state": states,
+        }
+
+
+class Sampler(threading.Thread):
+    """Samples once a second until stopped; the server list is refreshed (gunicorn recycles)."""
+
+    def __init__(self, *, server_pid: int | None, generator: psutil.Process):
+        super().__init__(daemon=True)
+        self.server_pid = server_pid
+        self.generator = generator
+        self.samples = ResourceSamples()
+        self._halt = threading.Event()  # not _stop: Thread has a method of that name
+        self._known: dict[int, psutil.Process] = {}
+
+    def stop(self) -> ResourceSamples:
+        self._halt.set()
+        self.join(timeout=5)
+        return self.samples
+
+    def _cpu(self, process: psutil.Process) -> float:
+        # cpu_percent() compares with the previous call on the same object, so keep the objects.
+        known = self._known.setdefault(process.pid, process)
+        return known.cpu_percent(None)
+
+    def run(self) -> None:
+        try:
+            self._sample_until_stopped()
+        finally:
+            connection.close()  # this thread's own connection, back to the pool
+
+    def _sample_until_stopped(self) -> None:
+        cores = psutil.cpu_count() or 1
+        while not self._halt.wait(1.0):
+            processes = server_processes(self.server_pid)
+            try:
+                cpu = sum(self._cpu(p) for p in processes)
+                rss = sum(p.memory_info().rss for p in processes) / 2**20
+                generator = self._cpu(self.generator) + sum(
+                    self._cpu(c) for c in self.generator.children(True)
+                )
+            except psutil.Error:
+                continue
+            if processes:
+                self.samples.server_cpu.append(cpu / cores)
+                self.samples.server_rss_mb.append(rss)
+            self.samples.generator_cpu.append(generator)
+            self.samples.connections.append(connections_by_state())
+
+
+def connections_by_state() -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(state, 'background'), count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() GROUP BY 1"
+        )
+        return dict(cursor.fetchall())
+
+
+def statements_snapshot() -> dict[int, tuple[str, int, float]]:
+    """queryid -> (query, calls, total exec ms) for this database, from pg_stat_statements."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT queryid, query, calls, total_exec_time FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return {queryid: (query, calls, total) for queryid, query, calls, total in cursor.fetchall()}
+
+
+# The load test's own monitoring queries are not the server's work.
+MONITORING = ("pg_stat_statements", "pg_stat_activity")
+
+
+def statements_delta(before: dict, after: dict, top: int = 10) -> list[dict]:
+    """The queries that took the most database time between two snapshots."""
+    rows = []
+    for queryid, (query, calls, total) in after.items():
+        if any(view in query for view in MONITORING):
+            continue
+        _, calls_before, total_before = before.get(queryid, (query, 0, 0.0))
+        delta_calls, delta_ms = calls - calls_before, total - total_before
+        if delta_calls > 0:
+            rows.append(
+                {
+                    "query": query,
+                    "calls": delta_calls,
+                    "total_ms": delta_ms,
+                    "mean_ms": delta_ms / delta_calls,
+                }
+            )
+    return sorted(rows, key=lambda row: -row["total_ms"])[:top]
+
+
+def redis_counters() -> dict[str, int]:
+    stats = get_redis_connection("default").info("stats")
+    return {"hits": int(stats.get("keyspace_hits", 0)), "misses": int(stats.get("keyspace_misses", 0))}
+
+
+def redis_delta(before: dict[str, int], after: dict[str, int]) -> dict:
+    hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
+    lookups = hits + misses
+    return {"hits": hits, "misses": misses, "hit_ratio": hits / lookups if lookups else None}

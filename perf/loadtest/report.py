@@ -1,0 +1,214 @@
+"""The load-test report in the guide's template (SPEC section 1), its chart and comparisons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+
+GENERATOR_SATURATED = 80.0  # % of one core: above this the generator, not the server, limits
+
+
+def bottlenecks(result: dict) -> list[str]:
+    """What the measurements point at, most telling first. Rules, not guesses: each line cites
+    the figure that triggered it."""
+    found: list[str] = []
+    stats, resources, profile = result["stats"], result["resources"], result["profile"]
+    checks = {check["metric"]: check for check in result["checks"]}
+    cpu = resources["server_cpu_percent"]
+    if cpu["avg"] >= 70:
+        found.append(
+            f"Server CPU-bound: {cpu['avg']:.0f} % of the machine on average ({cpu['max']:.0f} % peak)."
+        )
+    generator = resources["generator_cpu_percent_of_core"]
+    if generator["avg"] >= GENERATOR_SATURATED:
+        found.append(
+            f"Load generator saturated: {generator['avg']:.0f} % of a core on the same 2-core machine; "
+            "throughput and latency figures include that contention."
+        )
+    if result["database"]["top_queries"]:
+        top = result["database"]["top_queries"][0]
+        found.append(
+            f"Most database time: {top['total_ms']:.0f} ms over {top['calls']} calls "
+            f"({top['mean_ms']:.2f} ms each): `{_short(top['query'])}`."
+        )
+    hit_ratio = result["redis"]["hit_ratio"]
+    if hit_ratio is None:
+        found.append("No cache reads during the run: responses are not cached (the caching issue adds this).")
+    elif hit_ratio < 0.8:
+        found.append(f"Cache hit ratio {hit_ratio:.0%}, below the 80 % target.")
+    if checks.get("Throughput", {}).get("status") == "fail" and profile["think_time"][1] > 0:
+        users = stats["max_users"] or 1
+        ceiling = users / (sum(profile["think_time"]) / 2)
+        found.append(
+            f"The RPS target is out of reach by design with think time: {users} users pausing "
+            f"{sum(profile['think_time']) / 2:.1f} s on average send at most ~{ceiling:.0f} RPS; "
+            "measure throughput with --think-time 0."
+        )
+    if stats["failures"]:
+        worst = stats["failures"][0]
+        found.append(
+            f"Top error: {worst['Occurrences']} x {worst['Method']} {worst['Name']}: {worst['Error']}."
+        )
+    slow = [e for e in stats["endpoints"] if e["requests"] and e["p95_ms"] >= 500]
+    for endpoint in sorted(slow, key=lambda e: -e["p95_ms"])[:3]:
+        found.append(f"Slow endpoint: {endpoint['name']} p95 {endpoint['p95_ms']:.0f} ms.")
+    return found or ["None stood out: every threshold held with headroom."]
+
+
+def _short(query: str, limit: int = 160, *, escape: bool = False) -> str:
+    flat = " ".join(query.split())
+    flat = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return flat.replace("|", "/") if escape else flat  # a pipe would split a table cell
+
+
+def _resource_row(label: str, figures: dict, unit: str) -> str:
+    return f"| {label} | {figures['avg']:.0f} {unit} | {figures['max']:.0f} {unit} |"
+
+
+def render_markdown(result: dict) -> str:
+    profile, stats, resources = result["profile"], result["stats"], result["resources"]
+    stages = ", ".join(
+        f"{s['users']} users for {s['seconds']} s (+{s['spawn_rate']:g}/s)" for s in profile["stages"]
+    )
+    think = profile["think_time"]
+    lines = [
+        f"# Load test: {profile['name']} ({result['started_at'][:16].replace('T', ' ')} UTC)",
+        "",
+        f"- **Date**: {result['started_at']} to {result['finished_at']}",
+        f"- **Environment**: {result['environment']}",
+        f"- **Configuration**: profile `{profile['name']}` ({profile['description']}); stages: {stages}; "
+        f"think time {think[0]:g}-{think[1]:g} s; user mix {profile['users_mix']}",
+        f"- **Virtual users**: {stats['max_users']} at most",
+        f"- **Duration**: {result['duration_s']:.0f} s",
+        f"- **Ramp-up**: {result['ramp_up_s']:.0f} s to the first stage's users",
+        f"- **Requests**: {stats['total']['requests']:,} ({stats['total']['failures']:,} failed)",
+        f"- **Verdict**: {'PASS' if result['passed'] else 'FAIL'}",
+        "",
+        "| Metric | Value | Target | Status |",
+        "|---|---|---|---|",
+        *(f"| {c['metric']} | {c['value']} | {c['target']} | {c['status']} |" for c in result["checks"]),
+        "",
+        "Percentiles cover the whole run; throughput is the steady state at the most users.",
+        "",
+        "## Endpoints",
+        "",
+        "| Endpoint | Requests | Failures | p50 ms | p95 ms | p99 ms | RPS |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {e['name']} | {e['requests']:,} | {e['failures']:,} | {e['p50_ms']:.0f} | {e['p95_ms']:.0f} "
+            f"| {e['p99_ms']:.0f} | {e['rps']:.1f} |"
+            for e in stats["endpoints"]
+        ),
+        "",
+        "## Server and generator",
+        "",
+        "| Measure | Average | Peak |",
+        "|---|---|---|",
+        _resource_row(
+            f"Server CPU (% of {resources['cpu_count']} cores)", resources["server_cpu_percent"], "%"
+        ),
+        _resource_row("Server memory (RSS, master + workers)", resources["server_rss_mb"], "MB"),
+        _resource_row("Load generator CPU (% of one core)", resources["generator_cpu_percent_of_core"], "%"),
+        "",
+        "PostgreSQL connections by state (most seen at once): "
+        f"{resources['max_connections_by_state'] or 'none'}",
+        "",
+        "## Database time during the run (pg_stat_statements delta)",
+        "",
+        "| Total ms | Calls | Mean ms | Query |",
+        "|---|---|---|---|",
+        *(
+            f"| {q['total_ms']:.0f} | {q['calls']:,} | {q['mean_ms']:.2f} "
+            f"| `{_short(q['query'], escape=True)}` |"
+            for q in result["database"]["top_queries"]
+        ),
+        "",
+        "## Redis",
+        "",
+        f"Keyspace hits {result['redis']['hits']:,}, misses {result['redis']['misses']:,}, hit ratio "
+        + (
+            f"{result['redis']['hit_ratio']:.1%}"
+            if result["redis"]["hit_ratio"] is not None
+            else "n/a (no reads)"
+        )
+        + ".",
+        "",
+        "## Bottlenecks identified",
+        "",
+        *(f"- {line}" for line in result["bottlenecks"]),
+        "",
+        "## Actions taken",
+        "",
+        result.get("actions") or "None in this run.",
+        "",
+        "## Notes",
+        "",
+        result.get("notes") or "-",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render_chart(result: dict, path: Path) -> None:
+    """RPS and p95 over time, with the user count, as a PNG."""
+    history = result["stats"]["history"]
+    seconds = [point["elapsed_s"] for point in history]
+    figure, rps_axis = plt.subplots(figsize=(10, 4.5), dpi=100)
+    rps_axis.plot(seconds, [p["rps"] for p in history], color="tab:blue", label="requests/s")
+    rps_axis.set_xlabel("seconds")
+    rps_axis.set_ylabel("requests/s", color="tab:blue")
+    latency_axis = rps_axis.twinx()
+    latency_axis.plot(seconds, [p["p95_ms"] for p in history], color="tab:red", label="p95 ms")
+    latency_axis.set_ylabel("p95 ms (recent window)", color="tab:red")
+    users_axis = rps_axis.twinx()
+    users_axis.spines["right"].set_position(("outward", 55))
+    users_axis.plot(seconds, [p["users"] for p in history], color="tab:gray", linestyle="--", label="users")
+    users_axis.set_ylabel("users", color="tab:gray")
+    rps_axis.set_title(f"{result['profile']['name']}: {result['started_at'][:16]} UTC")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+COMPARED = [
+    ("p95 ms", lambda r: r["stats"]["total"]["p95_ms"], "{:.0f}"),
+    ("p99 ms", lambda r: r["stats"]["total"]["p99_ms"], "{:.0f}"),
+    ("Error rate %", lambda r: r["stats"]["error_rate"] * 100, "{:.2f}"),
+    ("Throughput RPS", lambda r: r["stats"]["steady_rps"], "{:.0f}"),
+    ("Requests", lambda r: r["stats"]["total"]["requests"], "{:,.0f}"),
+    ("Server CPU avg %", lambda r: r["resources"]["server_cpu_percent"]["avg"], "{:.0f}"),
+    ("Server RSS max MB", lambda r: r["resources"]["server_rss_mb"]["max"], "{:.0f}"),
+    ("Cache hit ratio %", lambda r: (r["redis"]["hit_ratio"] or 0) * 100, "{:.1f}"),
+]
+
+
+def render_comparison(before: dict, after: dict, before_id: int | str, after_id: int | str) -> str:
+    """Before/after table of two runs, overall and per endpoint p95."""
+    lines = [
+        f"# Comparison: run {before_id} ({before['profile']['name']}, {before['started_at'][:16]}) "
+        f"-> run {after_id} ({after['profile']['name']}, {after['started_at'][:16]})",
+        "",
+        "| Metric | Before | After | Change |",
+        "|---|---|---|---|",
+    ]
+    for label, value, shown in COMPARED:
+        old, new = value(before), value(after)
+        change = f"{(new - old) / old * 100:+.0f} %" if old else "-"
+        lines.append(f"| {label} | {shown.format(old)} | {shown.format(new)} | {change} |")
+    old_endpoints = {e["name"]: e for e in before["stats"]["endpoints"]}
+    for endpoint in after["stats"]["endpoints"]:
+        old = old_endpoints.get(endpoint["name"])
+        if old:
+            change = (
+                f"{(endpoint['p95_ms'] - old['p95_ms']) / old['p95_ms'] * 100:+.0f} %"
+                if old["p95_ms"]
+                else "-"
+            )
+            lines.append(
+                f"| p95 {endpoint['name']} | {old['p95_ms']:.0f} | {endpoint['p95_ms']:.0f} | {change} |"
+            )
+    return "\n".join([*lines, ""])

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from perf.loadtest.profiles import PROFILES
+from perf.loadtest.runner import LoadTestError, default_report_dir, run_loadtest
+from perf.models import LoadTestRun
+from perf.seed import TOKENS_FILE
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a locust load test against a running server and write a report in the guide's form. "
+        f"Profiles: {', '.join(PROFILES)}. Exits non-zero when a threshold fails."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("profile", help=f"one of: {', '.join(PROFILES)}")
+        parser.add_argument("--host", default="http://127.0.0.1:8000", help="server (default %(default)s)")
+        parser.add_argument("--users", type=int, help="run one stage with this many users")
+        parser.add_argument("--duration", type=int, help="run one stage of this many seconds")
+        parser.add_argument("--spawn-rate", type=float, help="users started per second")
+        parser.add_argument(
+            "--think-time", type=float, help="fixed seconds between a user's requests (0: throughput)"
+        )
+        parser.add_argument("--p95", type=float, help="override the p95 threshold (ms)")
+        parser.add_argument("--p99", type=float, help="override the p99 threshold (ms)")
+        parser.add_argument(
+            "--max-error-rate", type=float, help="override the error-rate threshold (0.01 = 1 %%)"
+        )
+        parser.add_argument("--min-rps", type=float, help="override the throughput threshold (requests/s)")
+        parser.add_argument(
+            "--server-pid", type=int, help="gunicorn master pid (default: make run's pidfile)"
+        )
+        parser.add_argument(
+            "--tokens-file", type=Path, default=TOKENS_FILE, help="seed_data's tokens (default %(default)s)"
+        )
+        parser.add_argument(
+            "--report-dir",
+            type=Path,
+            default=default_report_dir(),
+            help="where reports go (default %(default)s)",
+        )
+        parser.add_argument(
+            "--compare", type=int, metavar="RUN", help="also write a before/after table against run RUN"
+        )
+        parser.add_argument("--notes", default="", help="notes for the report")
+        parser.add_argument("--actions", default="", help="'actions taken' for the report")
+
+    def handle(self, *args, **options):
+        if options["profile"] not in PROFILES:
+            raise CommandError(
+                f"unknown profile {options['profile']!r}; choose one of: {', '.join(PROFILES)}"
+            )
+        if options["users"] is not None and options["users"] < 1:
+            raise CommandError("--users must be at least 1.")
+        overrides = {
+            name: options[option]
+            for name, option in [
+                ("p95_ms", "p95"),
+                ("p99_ms", "p99"),
+                ("error_rate", "max_error_rate"),
+                ("min_rps", "min_rps"),
+            ]
+            if options[option] is not None
+        }
+        profile = PROFILES[options["profile"]].overridden(
+            users=options["users"],
+            duration=options["duration"],
+            spawn_rate=options["spawn_rate"],
+            think_time=options["think_time"],
+            thresholds=overrides,
+        )
+        compare_with = None
+        if options["compare"] is not None:
+            compare_with = LoadTestRun.objects.filter(pk=options["compare"]).first()
+            if compare_with is None:
+                raise CommandError(f"no load-test run {options['compare']} to compare with.")
+        self.stdout.write(
+            f"{profile.name}: {profile.max_users} users, {profile.duration} s against {options['host']}"
+        )
+        try:
+            run = run_loadtest(
+                profile=profile,
+                host=options["host"],
+                report_dir=options["report_dir"],
+                tokens_file=options["tokens_file"],
+                server_pid=options["server_pid"],
+                notes=options["notes"],
+                actions=options["actions"],
+                compare_with=compare_with,
+                progress=self._progress,
+            )
+        except LoadTestError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(run.data["markdown"].split("## Endpoints")[0])
+        if "comparison" in run.data:
+            self.stdout.write(run.data["comparison"])
+        self.stdout.write(f"run #{run.pk}; report: {run.report_path}")
+        if not run.passed:
+            failed = [c["metric"] for c in run.data["checks"] if c["status"] == "fail"]
+            raise CommandError(f"thresholds failed: {', '.join(failed)}")
+
+    def _progress(self, line: str, final: bool) -> None:
+        # One live line on a terminal; a line every 10 s in a log.
+        if sys.stdout.isatty():
+            self.stdout.write(f"\r{line}", ending="\n" if final else "")
+            self.stdout.flush()
+        elif final or line.lstrip().split()[0].endswith("0"):
+            self.stdout.write(line)

@@ -1,0 +1,107 @@
+"""`manage.py loadtest` as an operator runs it: mistakes get one line, and a real short run
+against gunicorn serving the test database stores a run and writes the report."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connection
+
+from perf.models import LoadTestRun
+from tests.conftest import free_port
+
+
+def manage(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=env or os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_unknown_profile_is_one_clear_line():
+    result = manage("loadtest", "marathon")
+
+    assert result.returncode != 0
+    assert "unknown profile 'marathon'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_host_is_one_clear_line():
+    result = manage("loadtest", "baseline", "--host", f"http://127.0.0.1:{free_port()}")
+
+    assert result.returncode != 0
+    assert "cannot reach" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _test_database_env(**extra: str) -> dict[str, str]:
+    db = connection.settings_dict
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.CACHES["default"]["LOCATION"],
+        "DATABASE_POOL_MIN": "1",
+        **extra,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_short_real_run_reports_and_stores_its_result(tmp_path):
+    tokens = tmp_path / "tokens.txt"
+    small = ["--users", "60", "--bounties", "400", "--transactions", "3000", "--messages", "1000"]
+    call_command(
+        "seed_data", *small, "--conversations", "100", "--tokens", "20", "--tokens-file", str(tokens)
+    )
+    connection.close()  # the server and the command below use their own connections
+    port = free_port()
+    env = _test_database_env(
+        BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2", GUNICORN_PIDFILE=str(tmp_path / "g.pid")
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "bountyexpo.wsgi"],
+        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.3)
+        result = manage(
+            "loadtest", "normal", "--host", f"http://127.0.0.1:{port}", "--users", "4", "--duration", "15",
+            "--spawn-rate", "4", "--think-time", "0.2", "--p95", "5000", "--p99", "10000", "--min-rps", "1",
+            "--server-pid", str(server.pid), "--tokens-file", str(tokens),
+            "--report-dir", str(tmp_path / "reports"),
+            env=env,
+        )  # fmt: skip
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| Metric | Value | Target | Status |" in result.stdout
+    assert "| Error Rate | 0.00 % | < 1 % | pass |" in result.stdout
+    run = LoadTestRun.objects.get()
+    assert run.passed
+    assert run.requests > 20
+    assert run.max_users == 4
+    report_dir = next((tmp_path / "reports").iterdir())
+    assert {"report.md", "report.json", "chart.png"} <= {path.name for path in report_dir.iterdir()}
+    assert run.data["resources"]["server_rss_mb"]["max"] > 0
+    assert run.data["database"]["top_queries"]
+    endpoints = {endpoint["name"] for endpoint in run.data["stats"]["endpoints"]}
+    assert {"GET /api/bounties", "GET /api/wallet", "POST /api/wallet/deposits"} <= endpoints

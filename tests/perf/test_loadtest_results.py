@@ -1,0 +1,152 @@
+"""Threshold evaluation and report rendering, on statistics recorded from a real run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from perf.loadtest.profiles import PROFILES, Thresholds
+from perf.loadtest.report import bottlenecks, render_chart, render_comparison, render_markdown
+from perf.loadtest.results import evaluate, load_stats, passed
+
+DATA = Path(__file__).with_name("data")
+USER_CLASSES = {
+    "BaselineUser",
+    "FlowUser",
+    "BrowserUser",
+    "BrowserPagesUser",
+    "SearcherUser",
+    "ViewerUser",
+    "MemberUser",
+}
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    """The CSV files of a 5-user, 20-second baseline run (65 requests, no failures)."""
+    for kind in ("stats", "stats_history", "failures"):
+        shutil.copy(DATA / f"baseline_{kind}.csv", tmp_path / f"run_{kind}.csv")
+    return load_stats(tmp_path / "run")
+
+
+def by_metric(checks) -> dict[str, str]:
+    return {check.metric: check.status for check in checks}
+
+
+def test_recorded_statistics_are_read_back(recorded):
+    assert recorded.total.requests == 65
+    assert recorded.total.failures == 0
+    assert recorded.total.p95_ms == 43
+    assert recorded.max_users == 5
+    assert {e.name for e in recorded.endpoints} >= {
+        "GET /api/bounties",
+        "GET /api/bounties/{id}",
+        "GET /api/wallet",
+    }
+    assert 2.5 < recorded.steady_rps < 4.5
+
+
+def test_a_run_within_every_threshold_passes(recorded):
+    checks = evaluate(recorded, Thresholds(p95_ms=300, p99_ms=1000, error_rate=0.01, min_rps=1))
+
+    assert by_metric(checks) == {
+        "p95 Response Time": "pass",
+        "p99 Response Time": "pass",
+        "Error Rate": "pass",
+        "Throughput": "pass",
+        "Max VUs Handled": "n/a",
+    }
+    assert passed(checks)
+
+
+def test_each_broken_threshold_fails_the_run(recorded):
+    checks = evaluate(
+        recorded,
+        Thresholds(
+            p95_ms=40, p99_ms=200, error_rate=0.01, min_rps=500, endpoint_p95_ms={"GET /api/wallet": 100}
+        ),
+    )
+
+    statuses = by_metric(checks)
+    assert statuses["p95 Response Time"] == "fail"
+    assert statuses["p99 Response Time"] == "fail"
+    assert statuses["Throughput"] == "fail"
+    assert statuses["p95 GET /api/wallet"] == "fail"
+    assert statuses["Error Rate"] == "pass"
+    assert not passed(checks)
+
+
+def test_errors_above_the_rate_fail(recorded):
+    recorded.total = recorded.total.__class__(**{**recorded.total.__dict__, "failures": 2})
+
+    assert by_metric(evaluate(recorded, Thresholds()))["Error Rate"] == "fail"
+
+
+def test_a_run_without_requests_fails_every_check(tmp_path):
+    (tmp_path / "empty_stats.csv").write_text(
+        (DATA / "baseline_stats.csv").read_text().splitlines()[0] + "\n"
+    )
+
+    checks = evaluate(load_stats(tmp_path / "empty"), Thresholds(p99_ms=None, min_rps=None))
+
+    statuses = by_metric(checks)
+    assert statuses["p95 Response Time"] == statuses["Error Rate"] == statuses["Requests"] == "fail"
+    assert not passed(checks)
+
+
+def test_an_endpoint_threshold_without_traffic_fails(recorded):
+    checks = evaluate(recorded, Thresholds(endpoint_p95_ms={"GET /api/bounties/search": 1000}))
+
+    assert by_metric(checks)["p95 GET /api/bounties/search"] == "fail"
+
+
+def test_the_report_renders_the_guide_template_from_a_recorded_run(tmp_path):
+    result = json.loads((DATA / "baseline_report.json").read_text())
+
+    markdown = render_markdown(result)
+
+    for heading in ["**Date**", "**Environment**", "**Configuration**", "**Virtual users**", "**Duration**",
+                    "**Ramp-up**", "## Bottlenecks identified", "## Actions taken", "## Notes"]:  # fmt: skip
+        assert heading in markdown
+    assert "| Metric | Value | Target | Status |" in markdown
+    assert "| p95 Response Time | 43 ms | < 300 ms | pass |" in markdown
+    assert "| GET /api/bounties/{id} | 21 | 0 |" in markdown
+    assert "Server CPU (% of 2 cores)" in markdown
+    render_chart(result, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bottlenecks_cite_the_figures_that_triggered_them():
+    result = json.loads((DATA / "baseline_report.json").read_text())
+    result["resources"]["server_cpu_percent"] = {"avg": 91.0, "max": 100.0}
+    result["redis"]["hit_ratio"] = None
+    result["checks"] = [{"metric": "Throughput", "value": "4 RPS", "target": "> 500 RPS", "status": "fail"}]
+
+    found = bottlenecks(result)
+
+    assert found[0].startswith("Server CPU-bound: 91 %")
+    assert any("not cached" in line for line in found)
+    assert any("--think-time 0" in line for line in found)
+
+
+def test_comparison_table_shows_the_change(tmp_path):
+    before = json.loads((DATA / "baseline_report.json").read_text())
+    after = json.loads(json.dumps(before))
+    after["stats"]["total"]["p95_ms"] = 20.0
+
+    table = render_comparison(before, after, 1, 2)
+
+    assert "| p95 ms | 43 | 20 | -53 % |" in table
+    assert "| p95 GET /api/bounties |" in table
+
+
+def test_every_profile_has_stages_and_a_user_mix():
+    for profile in PROFILES.values():
+        assert profile.stages and profile.duration > 0
+        assert set(profile.users_mix) <= USER_CLASSES
+    single = PROFILES["flow"].overridden(users=3, duration=15, think_time=0)
+    assert [(s.users, s.seconds) for s in single.stages] == [(3, 15)]
+    assert single.think_time == (0, 0)
