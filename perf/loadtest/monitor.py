@@ -28,18 +28,28 @@ def server_processes(pid: int | None) -> list[psutil.Process]:
         return []
 
 
+# Local services share the machine with the server: their CPU is part of the picture.
+SERVICE_PROCESS_NAMES = {"database": "postgres", "redis": "redis-server"}
+
+
+def service_processes(name: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == name]
+
+
 @dataclass
 class ResourceSamples:
     server_cpu: list[float] = field(default_factory=list)  # % of the whole machine
     server_rss_mb: list[float] = field(default_factory=list)
     generator_cpu: list[float] = field(default_factory=list)  # % of one core
+    database_cpu: list[float] = field(default_factory=list)  # % of the whole machine
+    redis_cpu: list[float] = field(default_factory=list)  # % of the whole machine
+    machine_cpu: list[float] = field(default_factory=list)  # % of the whole machine, everything
     connections: list[dict[str, int]] = field(default_factory=list)
 
     def summary(self) -> dict:
-        def stats(values: list[float]) -> dict:
-            return (
-                {"avg": sum(values) / len(values), "max": max(values)} if values else {"avg": 0.0, "max": 0.0}
-            )
+        def stats(values: list[float]) -> dict | None:
+            # None, not zeros: an unmeasured figure must not read as an idle machine.
+            return {"avg": sum(values) / len(values), "max": max(values)} if values else None
 
         states: dict[str, int] = {}
         for sample in self.connections:
@@ -49,6 +59,9 @@ class ResourceSamples:
             "server_cpu_percent": stats(self.server_cpu),
             "server_rss_mb": stats(self.server_rss_mb),
             "generator_cpu_percent_of_core": stats(self.generator_cpu),
+            "database_cpu_percent": stats(self.database_cpu),
+            "redis_cpu_percent": stats(self.redis_cpu),
+            "machine_cpu_percent": stats(self.machine_cpu),
             "cpu_count": psutil.cpu_count(),
             "memory_total_mb": psutil.virtual_memory().total / 2**20,
             "max_connections_by_state": states,
@@ -71,6 +84,16 @@ class Sampler(threading.Thread):
         self.join(timeout=5)
         return self.samples
 
+    def _services_cpu(self, name: str) -> float:
+        """CPU of every process called ``name``; backends that ended meanwhile count as 0."""
+        total = 0.0
+        for process in service_processes(name):
+            try:
+                total += self._cpu(process)
+            except psutil.Error:
+                self._known.pop(process.pid, None)
+        return total
+
     def _cpu(self, process: psutil.Process) -> float:
         # cpu_percent() compares with the previous call on the same object, so keep the objects.
         known = self._known.setdefault(process.pid, process)
@@ -82,8 +105,21 @@ class Sampler(threading.Thread):
         finally:
             connection.close()  # this thread's own connection, back to the pool
 
+    def _prime(self) -> None:
+        """A first cpu_percent() call only starts a measurement (it returns 0): make it now, for
+        every process, so that the first one-second sample is already a real figure."""
+        psutil.cpu_percent(None)
+        for process in [*server_processes(self.server_pid), self.generator]:
+            try:
+                self._cpu(process)
+            except psutil.Error:
+                continue
+        for name in SERVICE_PROCESS_NAMES.values():
+            self._services_cpu(name)
+
     def _sample_until_stopped(self) -> None:
         cores = psutil.cpu_count() or 1
+        self._prime()
         while not self._halt.wait(1.0):
             processes = server_processes(self.server_pid)
             try:
@@ -94,6 +130,9 @@ class Sampler(threading.Thread):
                 )
             except psutil.Error:
                 continue
+            self.samples.machine_cpu.append(psutil.cpu_percent(None))
+            self.samples.database_cpu.append(self._services_cpu(SERVICE_PROCESS_NAMES["database"]) / cores)
+            self.samples.redis_cpu.append(self._services_cpu(SERVICE_PROCESS_NAMES["redis"]) / cores)
             if processes:
                 self.samples.server_cpu.append(cpu / cores)
                 self.samples.server_rss_mb.append(rss)

@@ -18,15 +18,23 @@ def bottlenecks(result: dict) -> list[str]:
     found: list[str] = []
     stats, resources, profile = result["stats"], result["resources"], result["profile"]
     checks = {check["metric"]: check for check in result["checks"]}
-    cpu = resources["server_cpu_percent"]
-    if cpu["avg"] >= 70:
+    server, database = _avg(resources, "server_cpu_percent"), _avg(resources, "database_cpu_percent")
+    generator = _avg(resources, "generator_cpu_percent_of_core")
+    machine = _avg(resources, "machine_cpu_percent")
+    if machine >= 90:
+        share = generator / resources["cpu_count"]
         found.append(
-            f"Server CPU-bound: {cpu['avg']:.0f} % of the machine on average ({cpu['max']:.0f} % peak)."
+            f"Machine CPU saturated: {machine:.0f} % on average (server {server:.0f} %, PostgreSQL "
+            f"{database:.0f} %, generator {share:.0f} % of the machine): "
+            "latency here is queueing for the CPU."
         )
-    generator = resources["generator_cpu_percent_of_core"]
-    if generator["avg"] >= GENERATOR_SATURATED:
+    elif server >= 70:
+        found.append(f"Server CPU-bound: {server:.0f} % of the machine on average.")
+    if database >= 30:
+        found.append(f"PostgreSQL busy: {database:.0f} % of the machine on average.")
+    if generator >= GENERATOR_SATURATED:
         found.append(
-            f"Load generator saturated: {generator['avg']:.0f} % of a core on the same 2-core machine; "
+            f"Load generator saturated: {generator:.0f} % of a core on the same machine; "
             "throughput and latency figures include that contention."
         )
     if result["database"]["top_queries"]:
@@ -59,14 +67,24 @@ def bottlenecks(result: dict) -> list[str]:
     return found or ["None stood out: every threshold held with headroom."]
 
 
-def _short(query: str, limit: int = 160, *, escape: bool = False) -> str:
+def _short(query: str, limit: int = 240, *, escape: bool = False) -> str:
     flat = " ".join(query.split())
+    if len(flat) > limit and " FROM " in flat:
+        # The column list says little; what a query reads and filters on identifies it.
+        flat = "SELECT … " + flat[flat.index(" FROM ") + 1 :]  # noqa: S608 (display text, not SQL)
     flat = flat if len(flat) <= limit else flat[: limit - 1] + "…"
     return flat.replace("|", "/") if escape else flat  # a pipe would split a table cell
 
 
-def _resource_row(label: str, figures: dict, unit: str) -> str:
+def _resource_row(label: str, figures: dict | None, unit: str) -> str:
+    if figures is None:
+        return f"| {label} | not measured | - |"
     return f"| {label} | {figures['avg']:.0f} {unit} | {figures['max']:.0f} {unit} |"
+
+
+def _avg(resources: dict, key: str) -> float:
+    """The average of a measure, 0 when it was not measured (for the rules below)."""
+    return (resources.get(key) or {}).get("avg", 0.0)
 
 
 def render_markdown(result: dict) -> str:
@@ -113,6 +131,15 @@ def render_markdown(result: dict) -> str:
         ),
         _resource_row("Server memory (RSS, master + workers)", resources["server_rss_mb"], "MB"),
         _resource_row("Load generator CPU (% of one core)", resources["generator_cpu_percent_of_core"], "%"),
+        *(
+            _resource_row(label, resources[key], "%")
+            for label, key in [
+                ("PostgreSQL CPU (% of the machine)", "database_cpu_percent"),
+                ("Redis CPU (% of the machine)", "redis_cpu_percent"),
+                ("Whole machine CPU", "machine_cpu_percent"),
+            ]
+            if key in resources
+        ),
         "",
         "PostgreSQL connections by state (most seen at once): "
         f"{resources['max_connections_by_state'] or 'none'}",
@@ -180,8 +207,9 @@ COMPARED = [
     ("Error rate %", lambda r: r["stats"]["error_rate"] * 100, "{:.2f}"),
     ("Throughput RPS", lambda r: r["stats"]["steady_rps"], "{:.0f}"),
     ("Requests", lambda r: r["stats"]["total"]["requests"], "{:,.0f}"),
-    ("Server CPU avg %", lambda r: r["resources"]["server_cpu_percent"]["avg"], "{:.0f}"),
-    ("Server RSS max MB", lambda r: r["resources"]["server_rss_mb"]["max"], "{:.0f}"),
+    ("Server CPU avg %", lambda r: _avg(r["resources"], "server_cpu_percent"), "{:.0f}"),
+    ("PostgreSQL CPU avg %", lambda r: _avg(r["resources"], "database_cpu_percent"), "{:.0f}"),
+    ("Server RSS max MB", lambda r: (r["resources"]["server_rss_mb"] or {}).get("max", 0.0), "{:.0f}"),
     ("Cache hit ratio %", lambda r: (r["redis"]["hit_ratio"] or 0) * 100, "{:.1f}"),
 ]
 

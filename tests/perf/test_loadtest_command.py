@@ -58,7 +58,8 @@ def _test_database_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_short_real_run_reports_and_stores_its_result(tmp_path):
+@pytest.mark.parametrize(("min_rps", "exit_status"), [("1", 0), ("100000", 1)], ids=["passing", "failing"])
+def test_a_short_real_run_reports_stores_and_exits_with_its_verdict(tmp_path, min_rps, exit_status):
     tokens = tmp_path / "tokens.txt"
     small = ["--users", "60", "--bounties", "400", "--transactions", "3000", "--messages", "1000"]
     call_command(
@@ -83,7 +84,8 @@ def test_a_short_real_run_reports_and_stores_its_result(tmp_path):
                 time.sleep(0.3)
         result = manage(
             "loadtest", "normal", "--host", f"http://127.0.0.1:{port}", "--users", "4", "--duration", "15",
-            "--spawn-rate", "4", "--think-time", "0.2", "--p95", "5000", "--p99", "10000", "--min-rps", "1",
+            "--spawn-rate", "4", "--think-time", "0.2", "--p95", "5000", "--p99", "10000",
+            "--min-rps", min_rps,
             "--server-pid", str(server.pid), "--tokens-file", str(tokens),
             "--report-dir", str(tmp_path / "reports"),
             env=env,
@@ -92,11 +94,13 @@ def test_a_short_real_run_reports_and_stores_its_result(tmp_path):
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
 
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == exit_status, result.stdout + result.stderr
     assert "| Metric | Value | Target | Status |" in result.stdout
     assert "| Error Rate | 0.00 % | < 1 % | pass |" in result.stdout
     run = LoadTestRun.objects.get()
-    assert run.passed
+    assert run.passed is (exit_status == 0)
+    if exit_status:
+        assert "thresholds failed: Throughput" in result.stderr
     assert run.requests > 20
     assert run.max_users == 4
     report_dir = next((tmp_path / "reports").iterdir())

@@ -150,3 +150,24 @@ def test_every_profile_has_stages_and_a_user_mix():
     single = PROFILES["flow"].overridden(users=3, duration=15, think_time=0)
     assert [(s.users, s.seconds) for s in single.stages] == [(3, 15)]
     assert single.think_time == (0, 0)
+
+
+def test_a_saturated_machine_is_named_with_each_consumer():
+    result = json.loads((DATA / "baseline_report.json").read_text())
+    result["resources"] |= {
+        "server_cpu_percent": {"avg": 55.0, "max": 70.0},
+        "database_cpu_percent": {"avg": 38.0, "max": 45.0},
+        "machine_cpu_percent": {"avg": 97.0, "max": 100.0},
+        "generator_cpu_percent_of_core": {"avg": 10.0, "max": 12.0},
+    }
+
+    found = bottlenecks(result)
+
+    assert found[0] == (
+        "Machine CPU saturated: 97 % on average (server 55 %, PostgreSQL 38 %, "
+        "generator 5 % of the machine): latency here is queueing for the CPU."
+    )
+    assert "PostgreSQL busy: 38 % of the machine on average." in found
+    assert "| PostgreSQL CPU (% of the machine) | 38 % | 45 % |" in render_markdown(
+        result | {"bottlenecks": found}
+    )
