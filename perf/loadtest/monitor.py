@@ -77,7 +77,9 @@ class Sampler(threading.Thread):
         self.generator = generator
         self.samples = ResourceSamples()
         self._halt = threading.Event()  # not _stop: Thread has a method of that name
-        self._known: dict[int, psutil.Process] = {}
+        # Keyed by the process itself: psutil hashes (pid, creation time), so a reused pid of a
+        # new PostgreSQL backend is a new entry, not the dead one's baseline.
+        self._known: dict[psutil.Process, psutil.Process] = {}
 
     def stop(self) -> ResourceSamples:
         self._halt.set()
@@ -91,12 +93,12 @@ class Sampler(threading.Thread):
             try:
                 total += self._cpu(process)
             except psutil.Error:
-                self._known.pop(process.pid, None)
+                self._known.pop(process, None)
         return total
 
     def _cpu(self, process: psutil.Process) -> float:
         # cpu_percent() compares with the previous call on the same object, so keep the objects.
-        known = self._known.setdefault(process.pid, process)
+        known = self._known.setdefault(process, process)
         return known.cpu_percent(None)
 
     def run(self) -> None:

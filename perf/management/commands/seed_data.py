@@ -6,6 +6,16 @@ from django.core.management.base import BaseCommand, CommandError
 
 from perf.seed import SEED_USER_PASSWORD, DatabaseNotEmpty, SeedPlan, seed_marketplace
 
+COUNTS = {
+    "users": "users",
+    "bounties": "bounties",
+    "transactions": "ledger rows, about",
+    "messages": "messages, about",
+    "conversations": "conversations",
+    "tokens": "users given a login token for the load test",
+    "seed": "random seed",
+}
+
 
 class Command(BaseCommand):
     help = (
@@ -16,34 +26,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         defaults = SeedPlan()
-        parser.add_argument("--users", type=int, default=defaults.users, help="users (default %(default)s)")
-        parser.add_argument(
-            "--bounties", type=int, default=defaults.bounties, help="bounties (default %(default)s)"
-        )
-        parser.add_argument(
-            "--transactions",
-            type=int,
-            default=defaults.transactions,
-            help="ledger rows, about (default %(default)s)",
-        )
-        parser.add_argument(
-            "--messages", type=int, default=defaults.messages, help="messages, about (default %(default)s)"
-        )
-        parser.add_argument(
-            "--conversations",
-            type=int,
-            default=defaults.conversations,
-            help="conversations (default %(default)s)",
-        )
-        parser.add_argument(
-            "--tokens",
-            type=int,
-            default=defaults.tokens,
-            help="users given a login token (default %(default)s)",
-        )
-        parser.add_argument(
-            "--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)"
-        )
+        for name, what in COUNTS.items():
+            parser.add_argument(
+                f"--{name}", type=int, default=getattr(defaults, name), help=f"{what} (default %(default)s)"
+            )
         parser.add_argument(
             "--prefix",
             default=defaults.prefix,
