@@ -63,6 +63,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
+    # Early, so it compresses the final body; whitenoise serves static files precompressed.
+    "core.middleware.GZipMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,6 +74,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024, minimum=0)
 
 ROOT_URLCONF = "bountyexpo.urls"
 WSGI_APPLICATION = "bountyexpo.wsgi.application"
