@@ -21,9 +21,8 @@ from bounties.serializers import (
     RequestFilterSerializer,
     SearchQuerySerializer,
 )
-from core.idempotency import idempotent
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
-from wallet.views import IDEMPOTENCY_PARAMETER
 
 PUBLIC_ACTIONS = {"list", "retrieve", "search"}
 

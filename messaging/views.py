@@ -6,7 +6,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from core.idempotency import idempotent
+from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
 from messaging import selectors, services
 from messaging.serializers import (
@@ -15,7 +15,6 @@ from messaging.serializers import (
     MessageCreateSerializer,
     MessageSerializer,
 )
-from wallet.views import IDEMPOTENCY_PARAMETER
 
 
 class ActivityPagination(CursorPagination):

@@ -23,6 +23,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import token_issue
 from tests.factories import UserFactory
+from wallet.selectors import ledger_check
 
 
 def _redis_url_with_db(url: str, db: int) -> str:
@@ -88,14 +89,13 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     body = response.json()
     assert list(body) == ["error"]
     assert set(body["error"]) == {"code", "message", "fields"}
+    assert body["error"]["message"]
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
 
 
 def ledger_is_consistent() -> bool:
-    from wallet.selectors import ledger_check
-
     return ledger_check().ok
 
 

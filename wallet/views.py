@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.idempotency import IDEMPOTENCY_HEADER, idempotent
+from core.idempotency import IDEMPOTENCY_HEADER, IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
 from wallet import selectors, services
 from wallet.serializers import (
@@ -15,10 +15,6 @@ from wallet.serializers import (
     TransactionSerializer,
     WalletSummarySerializer,
     WithdrawalSerializer,
-)
-
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, description="Makes a retry safe: see README."
 )
 
 

@@ -32,8 +32,14 @@ def server_processes(pid: int | None) -> list[psutil.Process]:
 SERVICE_PROCESS_NAMES = {"database": "postgres", "redis": "redis-server"}
 
 
-def service_processes(name: str) -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == name]
+def service_processes() -> dict[str, list[psutil.Process]]:
+    """The local services' processes by role, in one walk over the process table."""
+    roles = {name: role for role, name in SERVICE_PROCESS_NAMES.items()}
+    found: dict[str, list[psutil.Process]] = {role: [] for role in SERVICE_PROCESS_NAMES}
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] in roles:
+            found[roles[process.info["name"]]].append(process)
+    return found
 
 
 @dataclass
@@ -86,10 +92,10 @@ class Sampler(threading.Thread):
         self.join(timeout=5)
         return self.samples
 
-    def _services_cpu(self, name: str) -> float:
-        """CPU of every process called ``name``; backends that ended meanwhile count as 0."""
+    def _services_cpu(self, processes: list[psutil.Process]) -> float:
+        """CPU of these processes; backends that ended meanwhile count as 0."""
         total = 0.0
-        for process in service_processes(name):
+        for process in processes:
             try:
                 total += self._cpu(process)
             except psutil.Error:
@@ -116,8 +122,8 @@ class Sampler(threading.Thread):
                 self._cpu(process)
             except psutil.Error:
                 continue
-        for name in SERVICE_PROCESS_NAMES.values():
-            self._services_cpu(name)
+        for processes in service_processes().values():
+            self._services_cpu(processes)
 
     def _sample_until_stopped(self) -> None:
         cores = psutil.cpu_count() or 1
@@ -133,8 +139,9 @@ class Sampler(threading.Thread):
             except psutil.Error:
                 continue
             self.samples.machine_cpu.append(psutil.cpu_percent(None))
-            self.samples.database_cpu.append(self._services_cpu(SERVICE_PROCESS_NAMES["database"]) / cores)
-            self.samples.redis_cpu.append(self._services_cpu(SERVICE_PROCESS_NAMES["redis"]) / cores)
+            services = service_processes()
+            self.samples.database_cpu.append(self._services_cpu(services["database"]) / cores)
+            self.samples.redis_cpu.append(self._services_cpu(services["redis"]) / cores)
             if processes:
                 self.samples.server_cpu.append(cpu / cores)
                 self.samples.server_rss_mb.append(rss)

@@ -9,7 +9,7 @@ from rest_framework.test import APIRequestFactory
 from accounts.authentication import BearerTokenAuthentication
 from accounts.models import AuthToken, User
 from accounts.services import UsernameTaken, token_issue, user_register
-from tests.conftest import client_for
+from tests.conftest import assert_error, client_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -23,16 +23,6 @@ def register(api_client, **overrides):
     body = {"username": "hunter_ada", "email": "ada@example.com", "password": "orbit-Lattice-42"}
     body.update(overrides)
     return api_client.post(REGISTER, {k: v for k, v in body.items() if v is not None}, format="json")
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "fields"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    return body["error"]
 
 
 # --- register --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bounties import services
 from bounties.models import Bounty, BountyStatus
 from tests.conftest import assert_error, client_for, ledger_is_consistent
 from tests.factories import UserFactory, application, paid_bounty
@@ -24,8 +25,6 @@ ALLOWED = {
 
 def bounty_in(status: str):
     """A paid bounty brought to ``status`` through the services (money included)."""
-    from bounties import services
-
     bounty = paid_bounty(amount="30.00")
     owner = bounty.owner_id
     if status in (BountyStatus.IN_PROGRESS, BountyStatus.COMPLETED):

@@ -6,33 +6,26 @@ import pytest
 from django.test import Client
 
 from core.logging import RequestIdFilter
+from tests.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
 
 
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert list(body) == ["error"]
-    assert set(body["error"]) == {"code", "message", "fields"}
-    return body["error"]
-
-
 def test_unknown_url_is_404_in_the_error_shape(api_client):
-    assert error_of(api_client.get("/api/no-such-thing"), 404)["code"] == "not_found"
+    assert assert_error(api_client.get("/api/no-such-thing"), 404)["code"] == "not_found"
 
 
 def test_wrong_method_is_405_with_allow_header(api_client):
     response = api_client.put("/api/auth/register", {}, format="json")
 
-    assert error_of(response, 405)["code"] == "method_not_allowed"
+    assert assert_error(response, 405)["code"] == "method_not_allowed"
     assert "POST" in response["Allow"]
 
 
 def test_malformed_json_is_400_parse_error(api_client):
     response = api_client.post("/api/auth/register", data="{not json", content_type="application/json")
 
-    assert error_of(response, 400)["code"] == "parse_error"
+    assert assert_error(response, 400)["code"] == "parse_error"
 
 
 def test_form_body_on_json_api_is_415(api_client):
@@ -40,14 +33,14 @@ def test_form_body_on_json_api_is_415(api_client):
         "/api/auth/register", data="a=b", content_type="application/x-www-form-urlencoded"
     )
 
-    assert error_of(response, 415)["code"] == "unsupported_media_type"
+    assert assert_error(response, 415)["code"] == "unsupported_media_type"
 
 
 @pytest.mark.urls("tests.core.urls_errors")
 def test_throttling_is_429_with_retry_after(api_client):
     response = api_client.get("/test/throttled")
 
-    assert error_of(response, 429)["code"] == "throttled"
+    assert assert_error(response, 429)["code"] == "throttled"
     assert response["Retry-After"] == "42"
 
 
@@ -71,7 +64,7 @@ def test_unexpected_exception_is_500_without_internals_and_logged_with_request_i
     finally:
         logger.removeHandler(collect)
 
-    error = error_of(response, 500)
+    error = assert_error(response, 500)
     assert error["code"] == "server_error"
     assert "req-abc-123" in error["message"]
     assert b"hunter2" not in response.content
@@ -86,7 +79,7 @@ def test_unexpected_exception_is_500_without_internals_and_logged_with_request_i
 def test_crash_outside_drf_is_500_in_the_error_shape():
     response = Client(raise_request_exception=False).get("/test/crash-plain")
 
-    assert error_of(response, 500)["code"] == "server_error"
+    assert assert_error(response, 500)["code"] == "server_error"
     assert b"secret internals" not in response.content
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError
+from django.db.models import F
 
 from tests.conftest import assert_error, client_for, ledger_is_consistent
 from tests.factories import UserFactory, funded_user
@@ -138,9 +140,6 @@ def test_page_size_is_capped_at_100():
 
 
 def test_database_refuses_a_negative_balance_even_if_code_tried():
-    from django.db import IntegrityError
-    from django.db.models import F
-
     user = funded_user("5.00")
     with pytest.raises(IntegrityError):
         WalletAccount.objects.filter(user=user).update(balance=F("balance") - Decimal("5.01"))
