@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and profiles"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401  (registers the OpenAPI extension)
+        from accounts import caching, schema  # noqa: F401  (cache signals, the OpenAPI extension)

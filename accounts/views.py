@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import selectors, services
+from accounts.caching import PROFILE
 from accounts.serializers import (
     PrivateProfileSerializer,
     ProfileUpdateSerializer,
@@ -19,6 +20,7 @@ from accounts.serializers import (
     TokenSerializer,
 )
 from core.errors import DomainError
+from core.response_cache import cached_response, uncached_response
 
 
 class InvalidCredentials(DomainError):
@@ -29,6 +31,7 @@ class InvalidCredentials(DomainError):
 class RegisterView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    rate_limit_tiers = {"POST": "auth"}
 
     @extend_schema(request=RegisterSerializer, responses={201: PrivateProfileSerializer})
     def post(self, request):
@@ -39,6 +42,8 @@ class RegisterView(APIView):
 
 
 class TokenView(APIView):
+    rate_limit_tiers = {"POST": "auth"}
+
     def get_permissions(self):
         return [AllowAny()] if self.request.method == "POST" else [IsAuthenticated()]
 
@@ -78,10 +83,20 @@ class ProfileView(APIView):
 
     @extend_schema(responses={200: PublicProfileSerializer})
     def get(self, request, pk: int):
-        """Anyone may read a profile; its owner also sees the private fields."""
-        user = get_object_or_404(selectors.profiles_public(), pk=pk)
-        serializer_class = PrivateProfileSerializer if request.user.pk == user.pk else PublicProfileSerializer
-        return Response(serializer_class(user).data)
+        """Anyone may read a profile; its owner also sees the private fields.
+
+        The public view is cached per user (CACHE_TTL_PROFILE), one copy for every reader; the
+        owner's own view is never cached."""
+        if request.user.pk == pk:
+            user = get_object_or_404(selectors.profiles_public(), pk=pk)
+            return uncached_response(request, PrivateProfileSerializer(user).data, vary_auth=True)
+        return cached_response(
+            request,
+            PROFILE,
+            (pk,),
+            lambda: PublicProfileSerializer(get_object_or_404(selectors.profiles_public(), pk=pk)).data,
+            vary_auth=True,
+        )
 
     @extend_schema(request=ProfileUpdateSerializer, responses={200: PrivateProfileSerializer})
     def patch(self, request, pk: int):

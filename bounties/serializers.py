@@ -153,5 +153,20 @@ class RequestFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=BountyRequest._meta.get_field("status").choices, required=False)
 
 
+class UserStatsSerializer(serializers.Serializer):
+    """GET /api/profiles/{id}/stats (bounties.selectors.user_stats)."""
+
+    user_id = serializers.IntegerField()
+    bounties_posted = serializers.IntegerField(help_text="Visible bounties the user posted.")
+    bounties_completed = serializers.IntegerField(help_text="Of those, the ones in status completed.")
+    bounties_as_hunter = serializers.IntegerField(help_text="Bounties the user was accepted to work on.")
+    hunter_completed = serializers.IntegerField(help_text="Of those, the ones in status completed.")
+    total_earned = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        help_text="Payments received for completed work, after platform fees.",
+    )
+
+
 class SearchQuerySerializer(serializers.Serializer):
     q = serializers.CharField(min_length=1, max_length=200)

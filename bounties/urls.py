@@ -8,6 +8,7 @@ router.register("bounties", views.BountyViewSet, basename="bounty")
 router.register("requests", views.RequestViewSet, basename="request")
 
 urlpatterns = [
+    path("profiles/<int:pk>/stats", views.ProfileStatsView.as_view(), name="profile-stats"),
     path(
         "bounties/<int:bounty_pk>/requests",
         views.BountyRequestsView.as_view({"get": "list", "post": "create"}),

@@ -7,8 +7,11 @@ from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from accounts.selectors import profiles_public
 from bounties import selectors, services
+from bounties.caching import BOUNTY_DETAIL, BOUNTY_LIST, BOUNTY_SEARCH, USER_STATS
 from bounties.filters import BountyFilter, BountyOrdering, RankOrdering
 from bounties.serializers import (
     BountyDetailSerializer,
@@ -20,9 +23,11 @@ from bounties.serializers import (
     BountyWriteSerializer,
     RequestFilterSerializer,
     SearchQuerySerializer,
+    UserStatsSerializer,
 )
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
+from core.response_cache import cached_response, request_parts
 
 PUBLIC_ACTIONS = {"list", "retrieve", "search"}
 
@@ -35,6 +40,7 @@ class BountyViewSet(viewsets.GenericViewSet):
     filter_backends = [DjangoFilterBackend, BountyOrdering]
     filterset_class = BountyFilter
     serializer_class = BountyListSerializer
+    rate_limit_tiers = {"list": "list", "search": "search"}
 
     def get_permissions(self):
         return [AllowAny()] if self.action in PUBLIC_ACTIONS else [IsAuthenticated()]
@@ -46,23 +52,36 @@ class BountyViewSet(viewsets.GenericViewSet):
         bounty = get_object_or_404(selectors.bounty_detail(), pk=bounty_id)
         return Response(BountyDetailSerializer(bounty).data, status=status_code)
 
+    def _page(self, queryset, serializer_class) -> dict:
+        page = self.paginate_queryset(self.filter_queryset(queryset))
+        return self.get_paginated_response(serializer_class(page, many=True).data).data
+
     @extend_schema(responses={200: BountyListSerializer(many=True)})
     def list(self, request):
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(BountyListSerializer(page, many=True).data)
+        """Cached per normalised query (CACHE_TTL_BOUNTY_LIST); X-Cache tells hit, miss or stale."""
+        return cached_response(
+            request,
+            BOUNTY_LIST,
+            request_parts(request),
+            lambda: self._page(self.get_queryset(), BountyListSerializer),
+        )
 
     @extend_schema(
         parameters=[SearchQuerySerializer], responses={200: BountySearchResultSerializer(many=True)}
     )
     @action(detail=False, methods=["get"], filter_backends=[DjangoFilterBackend, RankOrdering])
     def search(self, request):
-        """Full-text search over title and description, best match first, with the list's filters."""
-        params = SearchQuerySerializer(data=request.query_params)
-        params.is_valid(raise_exception=True)
-        queryset = self.filter_queryset(selectors.bounty_search(text=params.validated_data["q"]))
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(BountySearchResultSerializer(page, many=True).data)
+        """Full-text search over title and description, best match first, with the list's filters.
+
+        Cached per normalised query (CACHE_TTL_SEARCH)."""
+
+        def compute() -> dict:
+            params = SearchQuerySerializer(data=request.query_params)
+            params.is_valid(raise_exception=True)
+            queryset = selectors.bounty_search(text=params.validated_data["q"])
+            return self._page(queryset, BountySearchResultSerializer)
+
+        return cached_response(request, BOUNTY_SEARCH, request_parts(request), compute)
 
     @extend_schema(
         request=BountyWriteSerializer,
@@ -78,8 +97,15 @@ class BountyViewSet(viewsets.GenericViewSet):
 
     @extend_schema(responses={200: BountyDetailSerializer})
     def retrieve(self, request, pk: int):
-        response = self._detail(pk)
-        services.bounty_view_record(bounty_id=int(pk))
+        """Cached per bounty (CACHE_TTL_BOUNTY_DETAIL); every view is counted, cached or not."""
+        bounty_id = int(pk)
+        response = cached_response(
+            request,
+            BOUNTY_DETAIL,
+            (bounty_id,),
+            lambda: BountyDetailSerializer(get_object_or_404(selectors.bounty_detail(), pk=bounty_id)).data,
+        )
+        services.bounty_view_record(bounty_id=bounty_id)
         return response
 
     @extend_schema(request=BountyUpdateSerializer, responses={200: BountyDetailSerializer})
@@ -181,3 +207,17 @@ class RequestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def withdraw(self, request, pk: int):
         services.request_withdraw(request_id=pk, user_id=request.user.pk)
         return self._respond(pk)
+
+
+class ProfileStatsView(APIView):
+    """GET /api/profiles/{id}/stats: public figures, cached per user (CACHE_TTL_USER_STATS)."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: UserStatsSerializer})
+    def get(self, request, pk: int):
+        def compute() -> dict:
+            get_object_or_404(profiles_public().only("pk"), pk=pk)
+            return UserStatsSerializer(selectors.user_stats(user_id=pk)).data
+
+        return cached_response(request, USER_STATS, (pk,), compute)

@@ -7,6 +7,7 @@ always win over that file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -65,6 +66,7 @@ MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     # Early, so it compresses the final body; whitenoise serves static files precompressed.
     "core.middleware.GZipMiddleware",
+    "core.middleware.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -137,8 +139,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:63799/0")
 REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 0.5, minimum=0.01)
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5, minimum=0.01)
-CACHES = {
-    "default": {
+
+
+def _redis_cache(*, ignore_exceptions: bool) -> dict:
+    return {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "bx"),
@@ -146,10 +150,65 @@ CACHES = {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SOCKET_CONNECT_TIMEOUT": REDIS_CONNECT_TIMEOUT,
             "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT,
-            "IGNORE_EXCEPTIONS": True,
+            "IGNORE_EXCEPTIONS": ignore_exceptions,
         },
-    },
+    }
+
+
+CACHES = {
+    # Token owners, view counts, idempotency: a failing call returns None (counted by the
+    # "bountyexpo.cache" logger's filter) and the code falls back to PostgreSQL.
+    "default": _redis_cache(ignore_exceptions=True),
+    # Cached responses (core/response_cache.py): failures raise, so the cache layer can tell
+    # "Redis is down" from "not cached" and stop asking for CACHE_RETRY_SECONDS.
+    "responses": _redis_cache(ignore_exceptions=False),
+    # Rate-limit counters, a plain alias of their own (TRAPS): a failing call returns None and
+    # django-ratelimit then applies RATELIMIT_FAIL_OPEN.
+    "ratelimit": _redis_cache(ignore_exceptions=True),
 }
+
+# --- Response cache (core/response_cache.py) --------------------------------------------------
+# Seconds each kind of response stays fresh in Redis; 0 turns that cache off.
+CACHE_TTL_BOUNTY_DETAIL = env_int("CACHE_TTL_BOUNTY_DETAIL", 180, minimum=0)
+CACHE_TTL_BOUNTY_LIST = env_int("CACHE_TTL_BOUNTY_LIST", 60, minimum=0)
+CACHE_TTL_SEARCH = env_int("CACHE_TTL_SEARCH", 120, minimum=0)
+CACHE_TTL_PROFILE = env_int("CACHE_TTL_PROFILE", 300, minimum=0)
+CACHE_TTL_USER_STATS = env_int("CACHE_TTL_USER_STATS", 300, minimum=0)
+# After expiry an entry is served (X-Cache: stale) this much longer while one request
+# recomputes it; invalidated entries are never served.
+CACHE_STALE_SECONDS = env_int("CACHE_STALE_SECONDS", 30, minimum=0)
+# The recompute lock's lifetime, and how long requests wait for another's recompute when
+# there is no stale value to serve.
+CACHE_LOCK_SECONDS = env_int("CACHE_LOCK_SECONDS", 10, minimum=1)
+CACHE_LOCK_WAIT_SECONDS = env_float("CACHE_LOCK_WAIT_SECONDS", 2.0, minimum=0)
+# After a Redis failure a process serves from PostgreSQL without trying Redis this long.
+CACHE_RETRY_SECONDS = env_float("CACHE_RETRY_SECONDS", 5.0, minimum=0)
+
+# --- Rate limits (core/ratelimit.py, django-ratelimit) ----------------------------------------
+# "<count>/<period>" with period s, m, h or d, optionally multiplied: "5/15m".
+RATE_LIMIT_DEFAULTS = {
+    "search": "20/m",
+    "list": "60/m",
+    "read": "100/m",
+    "write": "30/m",
+    "money": "10/m",
+    "auth": "5/15m",
+}
+RATE_LIMITS = {
+    tier: env_str(f"RATELIMIT_{tier.upper()}", default) for tier, default in RATE_LIMIT_DEFAULTS.items()
+}
+for _tier, _rate in RATE_LIMITS.items():
+    if not re.fullmatch(r"[1-9]\d*/\d*[smhd]", _rate):
+        raise ImproperlyConfigured(f"RATELIMIT_{_tier.upper()}={_rate!r}: expected e.g. 20/m or 5/15m.")
+RATELIMIT_ENABLE = env_bool("RATELIMIT_ENABLE", True)
+RATELIMIT_USE_CACHE = "ratelimit"
+RATELIMIT_CACHE_PREFIX = "rl:"
+# Redis down: let requests through (see README, "Rate limits").
+RATELIMIT_FAIL_OPEN = env_bool("RATELIMIT_FAIL_OPEN", True)
+# The client address: REMOTE_ADDR, or with TRUSTED_PROXY_COUNT proxies in front, the address
+# the outermost trusted proxy saw (from X-Forwarded-For).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+RATELIMIT_IP_META_KEY = "core.ratelimit.client_ip"
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 DJANGO_REDIS_LOGGER = "bountyexpo.cache"
 
@@ -181,6 +240,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.pagination.CursorPagination",
+    "DEFAULT_THROTTLE_CLASSES": ["core.ratelimit.TieredRateLimit"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -222,6 +282,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "core.logging.RequestIdFilter"},
         "pool_events": {"()": "core.logging.PoolEventFilter"},
+        "cache_errors": {"()": "core.logging.CacheErrorFilter"},
     },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"},
@@ -241,6 +302,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # django-redis reports each ignored Redis failure here: counted, and logged sparingly.
+        "bountyexpo.cache": {
+            "handlers": ["console"],
+            "filters": ["cache_errors"],
+            "level": "INFO",
+            "propagate": False,
+        },
         # Pool connect/remove events and errors: psycopg_pool logs them at INFO/WARNING.
         "psycopg.pool": {
             "handlers": ["console"],

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.health import HealthzView, ReadyzView
@@ -7,6 +8,8 @@ from core.health import HealthzView, ReadyzView
 urlpatterns = [
     path("healthz", HealthzView.as_view(), name="healthz"),
     path("readyz", ReadyzView.as_view(), name="readyz"),
+    # Prometheus scrape (all gunicorn workers summed); outside the API and its rate limits.
+    path("metrics", ExportToDjangoView, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include("accounts.urls")),

@@ -36,6 +36,7 @@ READINESS_CHECKS = {"database": _check_database, "redis": _check_redis}
 class ProbeView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes: list = []  # never rate-limited
 
 
 @extend_schema(exclude=True)

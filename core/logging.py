@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 
+from core.metrics import CACHE_ERRORS
 from core.request_id import get_request_id
 
 
@@ -24,3 +26,29 @@ class PoolEventFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno > logging.INFO or not str(record.msg).startswith(_PER_CHECKOUT_MESSAGES)
+
+
+class CacheErrorFilter(logging.Filter):
+    """On the "bountyexpo.cache" logger: counts each Redis failure django-redis ignored (the
+    aliases with IGNORE_EXCEPTIONS log "Exception ignored" with a traceback) in
+    ``cache_errors_total{cache="ignored"}``, and lets through at most one such record every
+    ``every`` seconds, so an outage does not write a traceback per request."""
+
+    def __init__(self, every: float = 10.0):
+        super().__init__()
+        self.every = every
+        self.last = float("-inf")
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() != "Exception ignored":
+            return True
+        CACHE_ERRORS.labels("ignored").inc()
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.suppressed += 1
+            return False
+        if self.suppressed:
+            record.msg = f"Exception ignored (and {self.suppressed} more since the last report)"
+        self.last, self.suppressed = now, 0
+        return True

@@ -38,3 +38,19 @@ class GZipMiddleware(DjangoGZipMiddleware):
         if not response.streaming and len(response.content) < settings.GZIP_MIN_BYTES:
             return response
         return super().process_response(request, response)
+
+
+class RateLimitHeadersMiddleware:
+    """Adds X-RateLimit-Limit and X-RateLimit-Remaining to responses of rate-limited endpoints
+    (core.ratelimit.TieredRateLimit leaves the count on the request), 429s included."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        state = getattr(request, "rate_limit", None)
+        if state is not None:
+            response["X-RateLimit-Limit"] = str(state.limit)
+            response["X-RateLimit-Remaining"] = str(state.remaining)
+        return response

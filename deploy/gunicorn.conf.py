@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,3 +29,21 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"
 # The request id is the response header set by RequestIdMiddleware; %(M)s is milliseconds.
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
+
+# Prometheus multiprocess mode: each worker writes its counters to files here and /metrics
+# sums them. One folder per bind address, emptied when this server starts.
+metrics_dir = Path(
+    os.environ.get("PROMETHEUS_MULTIPROC_DIR", ROOT / ".local" / "prometheus" / bind.replace(":", "_"))
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+
+def on_starting(server):
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

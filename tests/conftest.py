@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 from django.test.utils import override_settings
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from accounts.services import token_issue
+from core import response_cache
 from tests.factories import UserFactory
 from wallet.selectors import ledger_check
 
@@ -44,6 +50,9 @@ def _test_settings():
     with override_settings(
         CACHES=test_caches,
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        # Tests make many requests as one client within a minute; tests/core/test_ratelimit.py
+        # sets the real tiers back where limits are what is tested.
+        RATE_LIMITS={tier: "100000/m" for tier in settings.RATE_LIMITS},
         # The manifest storage needs `collectstatic` first (make run does it); tests do not run it.
         STORAGES={
             **settings.STORAGES,
@@ -57,6 +66,14 @@ def _test_settings():
 def _empty_redis():
     yield
     get_redis_connection("default").flushdb()
+    response_cache.retry_redis_now()  # a test that stopped Redis must not slow the next one
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Runs the on-commit callbacks of the writes made inside it, as a real commit would:
+    the test transaction never commits, and cache invalidation happens on commit."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
 @pytest.fixture
@@ -153,8 +170,57 @@ class RedisServer:
 def own_redis(tmp_path):
     server = RedisServer(tmp_path)
     server.start()
-    caches = {"default": {**settings.CACHES["default"], "LOCATION": server.url}}
+    caches = {alias: {**config, "LOCATION": server.url} for alias, config in settings.CACHES.items()}
     with override_settings(CACHES=caches):
         yield server
     if server.process.poll() is None:
         server.stop()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a server or command in a subprocess that uses the test database and
+    the tests' Redis database."""
+    db = connection.settings_dict
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.CACHES["default"]["LOCATION"],
+        "DATABASE_POOL_MIN": "1",
+        **extra,
+    }
+
+
+@contextmanager
+def gunicorn_server(tmp_path, **env: str):
+    """A real gunicorn (deploy/gunicorn.conf.py) on a free port over the test database;
+    yields its base URL once /readyz answers, stops it afterwards."""
+    port = free_port()
+    folder = tmp_path / f"gunicorn-{port}"
+    folder.mkdir()
+    server_env = subprocess_env(
+        BIND=f"127.0.0.1:{port}",
+        GUNICORN_WORKERS="2",
+        GUNICORN_PIDFILE=str(folder / "g.pid"),
+        PROMETHEUS_MULTIPROC_DIR=str(folder / "metrics"),
+        **env,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "bountyexpo.wsgi"],
+        cwd=settings.BASE_DIR, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/readyz", timeout=2).read()  # noqa: S310 (our http URL)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("gunicorn did not become ready") from None
+                time.sleep(0.3)
+        server.url = url
+        yield server
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)

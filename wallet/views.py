@@ -39,6 +39,8 @@ class TransactionListView(ListAPIView):
 
 
 class DepositView(APIView):
+    rate_limit_tiers = {"POST": "money"}
+
     @extend_schema(
         request=DepositSerializer, responses={201: TransactionSerializer}, parameters=[IDEMPOTENCY_PARAMETER]
     )
@@ -55,6 +57,8 @@ class DepositView(APIView):
 
 
 class WithdrawalView(APIView):
+    rate_limit_tiers = {"POST": "money"}
+
     @extend_schema(
         request=WithdrawalSerializer,
         responses={201: TransactionSerializer},

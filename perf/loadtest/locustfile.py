@@ -50,9 +50,19 @@ class StagesShape(LoadTestShape):
         return None
 
 
+_next_client = itertools.count(1)
+
+
 class ApiUser(FastHttpUser):
     abstract = True
     wait_time = WAIT
+
+    def __init__(self, environment):
+        # Each simulated user is its own client: a distinct address in X-Forwarded-For, which
+        # the server uses for per-IP rate limits when started with TRUSTED_PROXY_COUNT=1.
+        n = next(_next_client)
+        self.default_headers = {"X-Forwarded-For": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
+        super().__init__(environment)
 
     def bounty_ids(self, url: str, name: str, **params) -> list[int]:
         with self.client.get(url, name=name, catch_response=True, params=params) as response:

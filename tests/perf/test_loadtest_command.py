@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from perf.models import LoadTestRun
-from tests.conftest import free_port
+from tests.conftest import free_port, gunicorn_server, subprocess_env
 
 
 def manage(*args: str, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
@@ -47,17 +44,6 @@ def test_unreachable_host_is_one_clear_line():
     assert result.returncode != 0
     assert "cannot reach" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def _test_database_env(**extra: str) -> dict[str, str]:
-    db = connection.settings_dict
-    return {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "REDIS_URL": settings.CACHES["default"]["LOCATION"],
-        "DATABASE_POOL_MIN": "1",
-        **extra,
-    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -89,33 +75,17 @@ def test_a_short_real_run_reports_stores_and_exits_with_its_verdict(tmp_path, mi
     )
     compare = ["--compare", str(earlier.pk)] if exit_status else []
     connection.close()  # the server and the command below use their own connections
-    port = free_port()
-    env = _test_database_env(
-        BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2", GUNICORN_PIDFILE=str(tmp_path / "g.pid")
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "bountyexpo.wsgi"],
-        cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.3)
+    # A few users with 0.2 s think time are far over the per-client API limits.
+    no_limits = {f"RATELIMIT_{tier.upper()}": "100000/m" for tier in settings.RATE_LIMITS}
+    with gunicorn_server(tmp_path, **no_limits) as server:
         result = manage(
-            "loadtest", "normal", "--host", f"http://127.0.0.1:{port}", "--users", "4", "--duration", "15",
+            "loadtest", "normal", "--host", server.url, "--users", "4", "--duration", "15",
             "--spawn-rate", "4", "--think-time", "0.2", "--p95", "5000", "--p99", "10000",
             "--min-rps", min_rps,
             "--server-pid", str(server.pid), "--tokens-file", str(tokens),
             "--report-dir", str(tmp_path / "reports"), *compare,
-            env=env,
+            env=subprocess_env(**no_limits),
         )  # fmt: skip
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
     assert result.returncode == exit_status, result.stdout + result.stderr
     assert "| Metric | Value | Target | Status |" in result.stdout

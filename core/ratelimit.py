@@ -1,0 +1,89 @@
+"""Tiered API rate limits on django-ratelimit's counters, checked as a DRF throttle.
+
+A view picks its tier per action or method in ``rate_limit_tiers``; otherwise reads (GET,
+HEAD, OPTIONS) are "read" and writes are "write". Each tier is one bucket per caller: the user
+when authenticated, else the client IP ("auth" is always per IP, to slow password guessing).
+Counters live in Redis (the "ratelimit" cache alias), so every gunicorn worker and every
+server process sharing that Redis counts together. Limits come from settings.RATE_LIMITS
+(RATELIMIT_<TIER> environment variables).
+
+Over the limit: 429 in the error shape with Retry-After (DRF's Throttled). Limited endpoints
+also answer X-RateLimit-Limit and X-RateLimit-Remaining (RateLimitHeadersMiddleware).
+With Redis down django-ratelimit cannot count; RATELIMIT_FAIL_OPEN (default on) lets the
+request through without headers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from django.conf import settings
+from django_ratelimit.core import get_usage
+from rest_framework.permissions import SAFE_METHODS
+from rest_framework.throttling import BaseThrottle
+
+from core import metrics
+
+PER_IP_TIERS = {"auth"}
+
+
+def client_ip(request) -> str:
+    """REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT proxies the address the outermost trusted
+    proxy appended to X-Forwarded-For. Entries a client wrote itself (to the left) are never
+    trusted; a malformed header falls back to REMOTE_ADDR."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    hops = settings.TRUSTED_PROXY_COUNT
+    if not hops:
+        return remote
+    chain = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if len(chain) < hops:
+        return remote
+    candidate = chain[-hops]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
+
+
+@dataclass(frozen=True)
+class RateLimitState:
+    tier: str
+    limit: int
+    remaining: int
+
+
+def tier_for(request, view) -> str | None:
+    tiers = getattr(view, "rate_limit_tiers", {})
+    action = getattr(view, "action", None)
+    if action in tiers:
+        return tiers[action]
+    if request.method in tiers:
+        return tiers[request.method]
+    return "read" if request.method in SAFE_METHODS else "write"
+
+
+class TieredRateLimit(BaseThrottle):
+    """DEFAULT_THROTTLE_CLASSES entry; views opt out with ``throttle_classes = []``."""
+
+    def allow_request(self, request, view) -> bool:
+        tier = tier_for(request, view)
+        if tier is None:
+            return True
+        rate = settings.RATE_LIMITS[tier]
+        key = "ip" if tier in PER_IP_TIERS else "user_or_ip"
+        usage = get_usage(request, group=f"tier-{tier}", key=key, rate=rate, increment=True)
+        if usage is None:  # limits disabled, or Redis down with RATELIMIT_FAIL_OPEN
+            return True
+        if usage["limit"]:
+            request._request.rate_limit = RateLimitState(
+                tier, usage["limit"], max(0, usage["limit"] - usage["count"])
+            )
+        self.seconds_left = max(1, usage["time_left"])
+        if usage["should_limit"]:
+            metrics.RATE_LIMITED.labels(tier).inc()
+            return False
+        return True
+
+    def wait(self) -> float:
+        return self.seconds_left

@@ -1,0 +1,343 @@
+"""Cached JSON responses in Redis: versioned keys, invalidation by generation counters on
+commit, stale-while-revalidate with one recompute per key, ETags and X-Cache.
+
+How an entry stays correct
+--------------------------
+Each cached kind (bounty detail, list pages, ...) names a *scope* whose generation counter
+guards it: one counter per bounty for details, one for the whole family of list and search
+pages. The entry stores the generation it was computed under, and a read fetches the entry
+and the counter in one MGET: an entry from an older generation is invalidated and never
+served, not even as stale. A write bumps the counter once its transaction commits
+(``transaction.on_commit``). Because a reader takes the generation *before* it queries
+PostgreSQL, a write that commits while the reader is computing makes that result unreachable:
+the read-compute-store race that a plain key delete leaves open is closed.
+
+Keys (built here, from core.cache_keys.make_key) carry the schema version and a version
+derived from the serializer's fields, so a deploy that changes a payload's shape reads
+fresh keys instead of old shapes.
+
+Expiry and stampedes
+--------------------
+An entry is fresh for the kind's TTL and kept CACHE_STALE_SECONDS longer. When it is expired
+but within that grace, one request (the holder of a short Redis lock) recomputes it while the
+others keep getting the expired value (``X-Cache: stale``). When there is no entry at all, the
+requests that lose the lock wait up to CACHE_LOCK_WAIT_SECONDS for the winner's result rather
+than all querying PostgreSQL.
+
+Redis down
+----------
+Every Redis failure is counted (``cache_errors_total{cache="responses"}``) and the request
+is answered from PostgreSQL. After a failure this process skips Redis for
+CACHE_RETRY_SECONDS, so an outage costs one timeout per process per interval, not per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.utils.functional import cached_property
+from django.utils.http import parse_etags
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import LockError, RedisError
+from rest_framework.renderers import JSONRenderer
+
+from core import metrics
+from core.cache_keys import make_key
+
+logger = logging.getLogger("bountyexpo.cache")
+
+CACHE_ALIAS = "responses"
+REDIS_ERRORS = (RedisError, ConnectionInterrupted, OSError)
+# Generation counters outlive every entry they guard; an expired counter restarts from the clock.
+GENERATION_TTL = 24 * 60 * 60
+_WAIT_STEP = 0.02
+
+
+@dataclass(frozen=True)
+class CachedKind:
+    """One kind of cached payload.
+
+    ``name`` is the key prefix (and the metrics label), ``ttl_setting`` the settings name of
+    its TTL in seconds (0 turns caching off), ``serializer`` the serializer whose fields make
+    the payload (part of the key's version), ``family`` set for kinds invalidated as a whole.
+    """
+
+    name: str
+    ttl_setting: str
+    serializer: type | None = None
+    family: str | None = None
+
+    @property
+    def ttl(self) -> int:
+        return getattr(settings, self.ttl_setting)
+
+    @cached_property
+    def version(self) -> str:
+        """A short digest of the serializer's field names and types."""
+        if self.serializer is None:
+            return "0"
+        fields = self.serializer().fields
+        shape = ",".join(f"{name}:{type(fields[name]).__name__}" for name in fields)
+        return hashlib.blake2b(f"{self.serializer.__name__}({shape})".encode(), digest_size=4).hexdigest()
+
+    def key(self, *parts: object) -> str:
+        digest = hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest()
+        return make_key("resp", self.name, self.version, digest)
+
+    def scope(self, *parts: object) -> str:
+        """The generation counter guarding the entry for ``parts``."""
+        if self.family is not None:
+            return make_key("gen", self.family)
+        return make_key("gen", self.name, *parts)
+
+
+@dataclass
+class Entry:
+    generation: int
+    fresh_until: float
+    etag: str
+    body: bytes
+
+
+@dataclass
+class _Breaker:
+    """Skip Redis in this process for a while after a failure."""
+
+    open_until: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self.open_until
+
+    def trip(self) -> None:
+        with self.lock:
+            self.open_until = time.monotonic() + settings.CACHE_RETRY_SECONDS
+
+
+_breaker = _Breaker()
+
+
+def retry_redis_now() -> None:
+    """Forget an earlier Redis failure in this process (tests, and after a known recovery)."""
+    _breaker.open_until = 0.0
+
+
+class _Unavailable(Exception):
+    pass
+
+
+def _redis(operation: str, call: Callable[[], Any]) -> Any:
+    if _breaker.is_open():
+        raise _Unavailable
+    try:
+        return call()
+    except REDIS_ERRORS as exc:
+        metrics.CACHE_ERRORS.labels(CACHE_ALIAS).inc()
+        logger.warning("response cache %s failed, serving from PostgreSQL: %s", operation, exc)
+        _breaker.trip()
+        raise _Unavailable from exc
+
+
+def _cache():
+    return caches[CACHE_ALIAS]
+
+
+def _new_generation() -> int:
+    # Microseconds since the epoch: a counter that vanished (expired, evicted, Redis restarted)
+    # restarts above every value it held, so entries from before can never match it again.
+    return time.time_ns() // 1000
+
+
+def _current_generation(scope: str, found: int | None) -> int:
+    if found is not None:
+        return found
+    cache = _cache()
+    _redis("init generation", lambda: cache.add(scope, _new_generation(), timeout=GENERATION_TTL))
+    return _redis("get generation", lambda: cache.get(scope))
+
+
+def etag_for(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def render(data: Any) -> bytes:
+    return JSONRenderer().render(data)
+
+
+def _not_modified(request: HttpRequest, etag: str) -> bool:
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    tags = parse_etags(header)
+    # Weak comparison: GZipMiddleware weakens the ETag it sends (W/"..."), and clients echo it.
+    return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
+
+
+def _respond(request: HttpRequest, body: bytes, etag: str, state: str, *, vary_auth: bool) -> HttpResponse:
+    if _not_modified(request, etag):
+        response = HttpResponseNotModified()
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = etag
+    response["X-Cache"] = state
+    # Clients and shared caches may keep the body but must revalidate it (ETag) before use.
+    response["Cache-Control"] = "no-cache"
+    if vary_auth:
+        response["Vary"] = "Authorization"
+    return response
+
+
+@dataclass
+class Lookup:
+    state: str  # hit | stale | miss
+    body: bytes
+    etag: str
+
+
+def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
+    """The payload for ``parts``: from Redis when fresh (or stale and being recomputed by
+    another request), else ``compute()`` rendered and stored. Exceptions of ``compute`` (404,
+    validation) propagate and nothing is stored."""
+    ttl = kind.ttl
+    if ttl <= 0:
+        return _computed(compute)
+    cache = _cache()
+    key, scope = kind.key(*parts), kind.scope(*parts)
+    try:
+        found = _redis("read", lambda: cache.get_many([scope, key]))
+        generation = _current_generation(scope, found.get(scope))
+    except _Unavailable:
+        return _computed(compute)
+    entry: Entry | None = found.get(key)
+    if entry is not None and entry.generation != generation:
+        entry = None  # invalidated by a write: never served, not even as stale
+    now = time.time()
+    if entry is not None and entry.fresh_until > now:
+        metrics.CACHE_HITS.labels(kind.name).inc()
+        return Lookup("hit", entry.body, entry.etag)
+
+    lock = cache.lock(f"{key}:lock", timeout=settings.CACHE_LOCK_SECONDS, blocking=False)
+    try:
+        acquired = _redis("lock", lock.acquire)
+    except _Unavailable:
+        return _computed(compute)
+    if not acquired:
+        if entry is not None:
+            metrics.CACHE_STALE.labels(kind.name).inc()
+            return Lookup("stale", entry.body, entry.etag)
+        waited = _wait_for(cache, key, generation)
+        if waited is not None:
+            metrics.CACHE_HITS.labels(kind.name).inc()
+            return Lookup("hit", waited.body, waited.etag)
+        return _computed(compute, kind=kind, generation=generation, key=key)
+    try:
+        return _computed(compute, kind=kind, generation=generation, key=key)
+    finally:
+        # LockError: it expired meanwhile, and its timeout already freed it.
+        with contextlib.suppress(_Unavailable, LockError):
+            _redis("unlock", lock.release)
+
+
+def _wait_for(cache, key: str, generation: int) -> Entry | None:
+    """Poll for the entry another request is computing, up to CACHE_LOCK_WAIT_SECONDS."""
+    deadline = time.monotonic() + settings.CACHE_LOCK_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(_WAIT_STEP)
+        try:
+            entry = _redis("wait", lambda: cache.get(key))
+        except _Unavailable:
+            return None
+        if entry is not None and entry.generation == generation and entry.fresh_until > time.time():
+            return entry
+    return None
+
+
+def _computed(
+    compute: Callable[[], Any], *, kind: CachedKind | None = None, generation: int = 0, key: str = ""
+) -> Lookup:
+    body = render(compute())
+    etag = etag_for(body)
+    if kind is not None:
+        metrics.CACHE_MISSES.labels(kind.name).inc()
+        entry = Entry(generation, time.time() + kind.ttl, etag, body)
+        try:
+            cache = _cache()
+            _redis("write", lambda: cache.set(key, entry, timeout=kind.ttl + settings.CACHE_STALE_SECONDS))
+        except _Unavailable:
+            pass
+    return Lookup("miss", body, etag)
+
+
+def cached_response(
+    request: HttpRequest,
+    kind: CachedKind,
+    parts: tuple,
+    compute: Callable[[], Any],
+    *,
+    vary_auth: bool = False,
+) -> HttpResponse:
+    """A JSON response for ``kind`` and ``parts`` with ETag, X-Cache and 304 handling."""
+    found = fetch(kind, parts, compute)
+    return _respond(request, found.body, found.etag, found.state, vary_auth=vary_auth)
+
+
+def uncached_response(request: HttpRequest, data: Any, *, vary_auth: bool = False) -> HttpResponse:
+    """The same headers (ETag, 304) for a payload that is deliberately not cached."""
+    body = render(data)
+    return _respond(request, body, etag_for(body), "miss", vary_auth=vary_auth)
+
+
+def request_parts(request) -> tuple:
+    """A list request's identity: scheme and host (page links are absolute URLs) and the
+    query parameters, sorted, so ``?a=1&b=2`` and ``?b=2&a=1`` share an entry."""
+    params = tuple(sorted((name, tuple(sorted(values))) for name, values in request.GET.lists()))
+    return (request.scheme, request.get_host(), params)
+
+
+# --- invalidation ---------------------------------------------------------------------------
+
+
+def bump(scopes: Iterable[str]) -> None:
+    """Move the given generation counters on now (use :func:`invalidate_on_commit` in code that
+    writes inside a transaction)."""
+    cache = _cache()
+    for scope in scopes:
+        try:
+            try:
+                _redis("bump", lambda scope=scope: cache.incr(scope))
+                _redis("touch", lambda scope=scope: cache.touch(scope, GENERATION_TTL))
+            except ValueError:  # no counter yet: start one (nothing can be cached under it)
+                _redis(
+                    "bump", lambda scope=scope: cache.set(scope, _new_generation(), timeout=GENERATION_TTL)
+                )
+        except _Unavailable:
+            # Nothing is served from Redis while it fails; entries written before the outage
+            # expire within their TTL. Logged by _redis.
+            return
+
+
+def invalidate_on_commit(kinds_and_parts: Iterable[tuple[CachedKind, tuple]]) -> None:
+    """Invalidate these entries (or their whole families) once the current transaction commits;
+    at once when no transaction is open. A rolled-back write invalidates nothing."""
+    scopes = sorted({kind.scope(*parts) for kind, parts in kinds_and_parts})
+    transaction.on_commit(lambda: bump(scopes), robust=True)
+
+
+def clear_all() -> int:
+    """Drop every cached response and counter (after data is loaded behind the ORM's back)."""
+    cache = _cache()
+    removed = 0
+    for pattern in ("resp:*", "gen:*"):
+        removed += cache.delete_pattern(pattern) or 0
+    return removed

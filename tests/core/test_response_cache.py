@@ -1,0 +1,198 @@
+"""The cache layer itself (core/response_cache.py): one recompute under a stampede, the
+read-compute-store race, and Redis stopped in the middle of a test."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.core.cache import caches
+from prometheus_client import REGISTRY
+
+from core import response_cache
+from core.response_cache import CachedKind, fetch
+from tests.conftest import client_for
+from tests.factories import UserFactory, paid_bounty
+
+KIND = CachedKind("test-kind", "CACHE_TTL_BOUNTY_LIST", family="test-family")
+
+
+def metric(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class SlowCompute:
+    """Counts its calls; each takes ``seconds`` so concurrent requests overlap."""
+
+    def __init__(self, seconds: float = 0.3):
+        self.seconds = seconds
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def __call__(self) -> dict:
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+        time.sleep(self.seconds)
+        return {"computed": call}
+
+
+def concurrently(count: int, target) -> list:
+    results: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = target()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return results
+
+
+def test_a_stampede_on_an_expired_key_recomputes_once_and_serves_stale_meanwhile(settings):
+    settings.CACHE_TTL_BOUNTY_LIST = 1
+    first = fetch(KIND, ("hot",), SlowCompute(0))
+    time.sleep(1.1)
+    compute = SlowCompute(0.5)
+
+    results = concurrently(20, lambda: fetch(KIND, ("hot",), compute))
+
+    assert compute.calls == 1
+    states = sorted(result.state for result in results)
+    assert states == ["miss"] + ["stale"] * 19
+    assert {result.body for result in results if result.state == "stale"} == {first.body}
+    assert fetch(KIND, ("hot",), compute).state == "hit"
+    assert compute.calls == 1
+
+
+def test_a_stampede_on_a_cold_key_waits_for_one_recompute(settings):
+    compute = SlowCompute(0.5)
+
+    results = concurrently(20, lambda: fetch(KIND, ("cold",), compute))
+
+    assert compute.calls == 1
+    assert sorted(result.state for result in results) == ["hit"] * 19 + ["miss"]
+    assert len({result.body for result in results}) == 1
+
+
+def test_a_write_committed_while_a_reader_computes_is_not_hidden_by_the_readers_result():
+    """The reader took the generation before computing; the write moved it on; the reader's
+    (old) result is stored under the old generation and never served."""
+    data = {"title": "old"}
+
+    def compute_then_concurrent_write() -> dict:
+        snapshot = dict(data)
+        data["title"] = "new"
+        response_cache.bump([KIND.scope()])  # the write commits while we compute
+        return snapshot
+
+    assert fetch(KIND, ("page",), compute_then_concurrent_write).body == b'{"title":"old"}'
+
+    after = fetch(KIND, ("page",), lambda: dict(data))
+    assert (after.state, after.body) == ("miss", b'{"title":"new"}')
+
+
+def test_a_vanished_generation_counter_never_revives_old_entries():
+    fetch(KIND, ("page",), lambda: {"n": 1})
+    caches["responses"].delete(KIND.scope())  # evicted, or Redis restarted without it
+
+    assert fetch(KIND, ("page",), lambda: {"n": 2}).state == "miss"
+
+
+def test_invalidating_one_family_leaves_other_entries():
+    other = CachedKind("other-kind", "CACHE_TTL_BOUNTY_LIST")
+    fetch(KIND, ("page",), lambda: {"n": 1})
+    fetch(other, (1,), lambda: {"n": 1})
+
+    response_cache.bump([KIND.scope()])
+
+    assert fetch(KIND, ("page",), lambda: {"n": 2}).state == "miss"
+    assert fetch(other, (1,), lambda: {"n": 2}).state == "hit"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redis_stopped_mid_test_every_cached_endpoint_still_answers_and_errors_are_counted(
+    own_redis, settings
+):
+    settings.CACHE_RETRY_SECONDS = 0  # try Redis on every request, to see it come back
+    bounty = paid_bounty(title="Translate a restaurant menu", amount="12.00")
+    client = client_for(UserFactory())
+    urls = [
+        f"/api/bounties/{bounty.pk}",
+        "/api/bounties",
+        "/api/bounties/search?q=menu",
+        f"/api/profiles/{bounty.owner_id}",
+        f"/api/profiles/{bounty.owner_id}/stats",
+    ]
+    for url in urls:
+        assert client.get(url)["X-Cache"] == "miss"
+        assert client.get(url)["X-Cache"] == "hit"
+    errors_before = metric("cache_errors_total", cache="responses")
+    ignored_before = metric("cache_errors_total", cache="ignored")
+
+    own_redis.stop()
+    responses = [client.get(url) for url in urls]
+    client_for(bounty.owner).patch(urls[0], {"title": "Translate a bistro menu"}, format="json")
+    after_write = client.get(urls[0])
+
+    assert [response.status_code for response in responses] == [200] * len(urls)
+    assert {response["X-Cache"] for response in responses} == {"miss"}
+    assert responses[2].json()["results"][0]["id"] == bounty.pk
+    assert after_write.json()["title"] == "Translate a bistro menu"
+    assert metric("cache_errors_total", cache="responses") > errors_before
+    assert metric("cache_errors_total", cache="ignored") > ignored_before  # tokens, rate limits
+    assert "X-RateLimit-Limit" not in responses[0]  # limits fail open: nothing to count with
+
+    own_redis.start()
+    assert client.get(urls[0])["X-Cache"] == "miss"
+    assert client.get(urls[0])["X-Cache"] == "hit"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_a_failure_a_process_skips_redis_for_a_while(
+    own_redis, settings, django_assert_max_num_queries
+):
+    settings.CACHE_RETRY_SECONDS = 60
+    bounty = paid_bounty(amount="12.00")
+    url = f"/api/bounties/{bounty.pk}"
+    own_redis.stop()
+    client = client_for(UserFactory())
+    client.get(url)
+    errors = metric("cache_errors_total", cache="responses")
+
+    for _ in range(5):
+        assert client.get(url).status_code == 200
+
+    assert metric("cache_errors_total", cache="responses") == errors  # not even tried
+
+
+def test_hits_misses_and_stale_are_counted_per_kind(settings):
+    settings.CACHE_TTL_BOUNTY_LIST = 1
+    before = {
+        name: metric(name, cache_key_prefix="test-kind")
+        for name in ("cache_hits_total", "cache_misses_total")
+    }
+
+    fetch(KIND, ("counted",), lambda: {})
+    fetch(KIND, ("counted",), lambda: {})
+
+    assert metric("cache_misses_total", cache_key_prefix="test-kind") == before["cache_misses_total"] + 1
+    assert metric("cache_hits_total", cache_key_prefix="test-kind") == before["cache_hits_total"] + 1
+
+
+@pytest.mark.django_db
+def test_metrics_endpoint_shows_the_cache_counters(api_client):
+    paid_bounty(amount="5.00")
+    api_client.get("/api/bounties")
+    api_client.get("/api/bounties")
+
+    body = api_client.get("/metrics").content.decode()
+
+    assert 'cache_hits_total{cache_key_prefix="bounty-list"}' in body
+    assert 'cache_misses_total{cache_key_prefix="bounty-list"}' in body
+    assert "cache_errors_total" in body
