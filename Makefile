@@ -25,6 +25,7 @@ migrate: services ## apply database migrations
 run: migrate ## bootstrap, migrate, load the demo data and serve on http://127.0.0.1:8000
 	@$(MANAGE) collectstatic --noinput -v0
 	@$(MANAGE) load_demo
+	@$(MANAGE) warm_cache -v0
 	@echo "Serving on http://$${BIND:-127.0.0.1:8000}  (docs: /api/docs, admin: /admin/, ready: /readyz). Ctrl-C stops; make stop stops the databases."
 	@exec $(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py bountyexpo.wsgi
 

@@ -32,6 +32,11 @@ from core.response_cache import cached_response, request_parts
 PUBLIC_ACTIONS = {"list", "retrieve", "search"}
 
 
+def bounty_detail_payload(bounty_id: int) -> dict:
+    """The cached detail body (the view and warm_cache share it)."""
+    return BountyDetailSerializer(get_object_or_404(selectors.bounty_detail(), pk=bounty_id)).data
+
+
 class BountyViewSet(viewsets.GenericViewSet):
     """Bounties: public reads; writes by their owner, with the rules in bounties.services."""
 
@@ -100,10 +105,7 @@ class BountyViewSet(viewsets.GenericViewSet):
         """Cached per bounty (CACHE_TTL_BOUNTY_DETAIL); every view is counted, cached or not."""
         bounty_id = int(pk)
         response = cached_response(
-            request,
-            BOUNTY_DETAIL,
-            (bounty_id,),
-            lambda: BountyDetailSerializer(get_object_or_404(selectors.bounty_detail(), pk=bounty_id)).data,
+            request, BOUNTY_DETAIL, (bounty_id,), lambda: bounty_detail_payload(bounty_id)
         )
         services.bounty_view_record(bounty_id=bounty_id)
         return response

@@ -1,9 +1,11 @@
 """What the load test watches besides response times: the server's and the generator's CPU
-and memory, PostgreSQL (pg_stat_statements delta, connections by state) and Redis hits."""
+and memory, PostgreSQL (pg_stat_statements delta, connections by state), Redis hits, and the
+server's response-cache hits from its /metrics."""
 
 from __future__ import annotations
 
 import threading
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import psutil
 from django.conf import settings
 from django.db import connection
 from django_redis import get_redis_connection
+from prometheus_client.parser import text_string_to_metric_families
 
 DEFAULT_PIDFILE = Path(settings.BASE_DIR) / ".local" / "gunicorn.pid"
 
@@ -201,3 +204,44 @@ def redis_delta(before: dict[str, int], after: dict[str, int]) -> dict:
     hits, misses = after["hits"] - before["hits"], after["misses"] - before["misses"]
     lookups = hits + misses
     return {"hits": hits, "misses": misses, "hit_ratio": hits / lookups if lookups else None}
+
+
+RESPONSE_CACHE_COUNTERS = {"cache_hits": "hits", "cache_stale": "stale", "cache_misses": "misses"}
+
+
+def response_cache_counters(host: str) -> dict[str, dict[str, float]] | None:
+    """The server's response-cache counters by key prefix, from its /metrics (all workers);
+    None when the server does not export them."""
+    try:
+        with urllib.request.urlopen(f"{host}/metrics", timeout=5) as response:  # noqa: S310 (operator's URL)
+            text = response.read().decode()
+    except OSError:
+        return None
+    counters: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in RESPONSE_CACHE_COUNTERS:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                prefix = sample.labels.get("cache_key_prefix", "?")
+                counters.setdefault(prefix, {}).setdefault(RESPONSE_CACHE_COUNTERS[family.name], 0.0)
+                counters[prefix][RESPONSE_CACHE_COUNTERS[family.name]] += sample.value
+    return counters
+
+
+def response_cache_delta(before: dict | None, after: dict | None) -> dict:
+    """Served from cache (fresh or stale) over all cached-endpoint responses, per key prefix."""
+    if before is None or after is None:
+        return {"by_prefix": {}, "hit_ratio": None}
+    by_prefix = {}
+    for prefix, counts in after.items():
+        earlier = before.get(prefix, {})
+        delta = {
+            name: int(counts.get(name, 0) - earlier.get(name, 0)) for name in ("hits", "stale", "misses")
+        }
+        served = sum(delta.values())
+        delta["hit_ratio"] = (delta["hits"] + delta["stale"]) / served if served else None
+        by_prefix[prefix] = delta
+    hits = sum(d["hits"] + d["stale"] for d in by_prefix.values())
+    total = sum(d["hits"] + d["stale"] + d["misses"] for d in by_prefix.values())
+    return {"by_prefix": by_prefix, "hit_ratio": hits / total if total else None}

@@ -118,6 +118,7 @@ def run_loadtest(
 
     statements_before = monitor.statements_snapshot()
     redis_before = monitor.redis_counters()
+    cache_before = monitor.response_cache_counters(host)
     env = {
         **os.environ,
         "LOADTEST_PROFILE": json.dumps(profile.as_json()),
@@ -168,6 +169,7 @@ def run_loadtest(
             "top_queries": monitor.statements_delta(statements_before, monitor.statements_snapshot())
         },
         "redis": monitor.redis_delta(redis_before, monitor.redis_counters()),
+        "response_cache": monitor.response_cache_delta(cache_before, monitor.response_cache_counters(host)),
         "notes": notes,
         "actions": actions,
     }

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core import response_cache
 from perf.seed import SEED_USER_PASSWORD, DatabaseNotEmpty, SeedPlan, seed_marketplace
 
 COUNTS = {
@@ -60,6 +61,8 @@ class Command(BaseCommand):
                 "The database already has data. Use --reset to replace it (staff users are kept) "
                 "or --append with a new --prefix to add to it."
             ) from None
+        # The rows were written in SQL, past the signals that invalidate cached responses.
+        response_cache.clear_all()
         self.stdout.write(self.style.SUCCESS(f"Seeded in {report.seconds:.1f} s."))
         self.stdout.write(f"  users log in with password {SEED_USER_PASSWORD!r}")
         self.stdout.write(f"  load-test tokens: {report.tokens_file}")

@@ -1,0 +1,81 @@
+"""`manage.py warm_cache`: what it warms, that clients then hit it, --dry-run and --limit."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.cache import caches
+from django.core.management import CommandError, call_command
+
+from bounties.models import Bounty, Category
+from bounties.warm import common_terms
+from tests.factories import paid_bounty
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def bounties():
+    made = [
+        paid_bounty(title=f"Design a poster for the {place} festival", amount="5.00", category=category)
+        for place, category in [("harbour", "design"), ("river", "design"), ("harbour", "web")]
+    ]
+    Bounty.objects.filter(pk=made[2].pk).update(view_count=50)
+    Bounty.objects.filter(pk=made[0].pk).update(view_count=10)
+    return made
+
+
+def warm_cache(*args: str) -> str:
+    out = StringIO()
+    call_command("warm_cache", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_common_terms_are_words_users_type_without_stop_words(bounties):
+    terms = common_terms(5)
+    assert terms[:3] == ["design", "festival", "poster"]  # in all three, alphabetical on ties
+    assert "harbour" in terms
+    assert "for" not in terms and "the" not in terms
+
+
+def test_warming_fills_details_lists_and_searches_that_clients_then_hit(bounties, api_client):
+    out = warm_cache("--limit", "2", "--terms", "2")
+    assert Bounty.objects.get(pk=bounties[2].pk).view_count == 50  # warming is not a view
+
+    expected = 2 + 2 * (1 + len(Category.values)) + 2 * 2
+    assert f"{expected} entries to warm (2 detail, {2 + 2 * len(Category.values)} list, 4 search)" in out
+    assert f"Warmed {expected} entries" in out and f"{expected} computed" in out
+    lines = out.splitlines()
+    assert lines.index(next(line for line in lines if line.endswith(f"/api/bounties/{bounties[2].pk}"))) < (
+        lines.index(next(line for line in lines if line.endswith(f"/api/bounties/{bounties[0].pk}")))
+    )  # most viewed first
+    for url in (
+        f"/api/bounties/{bounties[2].pk}",
+        f"/api/bounties/{bounties[0].pk}",
+        "/api/bounties",
+        "/api/bounties?limit=20",
+        "/api/bounties?category=design",
+        "/api/bounties/search?q=design&limit=20",
+    ):
+        assert api_client.get(url, HTTP_HOST="127.0.0.1:8000")["X-Cache"] == "hit", url
+    assert api_client.get(f"/api/bounties/{bounties[1].pk}")["X-Cache"] == "miss"  # beyond --limit
+
+
+def test_a_second_run_finds_everything_warm(bounties):
+    warm_cache("--limit", "3")
+    out = warm_cache("--limit", "3")
+    assert "0 computed" in out
+
+
+def test_dry_run_warms_nothing(bounties):
+    out = warm_cache("--dry-run", "--limit", "1", "--terms", "1")
+    assert f"/api/bounties/{bounties[2].pk}" in out
+    assert "/api/bounties/search?q=design" in out
+    assert "Dry run: nothing warmed." in out
+    assert not caches["responses"].keys("resp:*")
+
+
+def test_negative_limits_are_refused():
+    with pytest.raises(CommandError, match="cannot be negative"):
+        warm_cache("--limit", "-1")
