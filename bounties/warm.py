@@ -17,11 +17,12 @@ from urllib.parse import urlencode
 
 from django.db import connection
 from django.test import override_settings
+from django.urls import resolve
 from rest_framework.test import APIRequestFactory
 
 from bounties.caching import BOUNTY_DETAIL
 from bounties.models import Bounty, BountyStatus, Category
-from bounties.views import BountyViewSet, bounty_detail_payload
+from bounties.views import bounty_detail_payload
 from core.response_cache import fetch
 
 # The API's default page and the mobile app's page of 20 are distinct cache entries.
@@ -80,12 +81,6 @@ def plan(*, limit: int, terms: int) -> list[Target]:
     return targets
 
 
-_VIEWS = {
-    "list": BountyViewSet.as_view({"get": "list"}),
-    "search": BountyViewSet.as_view({"get": "search"}),
-}
-
-
 def warm(targets: list[Target], *, host: str, scheme: str = "http") -> Iterator[Warmed]:
     factory = APIRequestFactory()
     with override_settings(RATELIMIT_ENABLE=False):
@@ -98,7 +93,9 @@ def warm(targets: list[Target], *, host: str, scheme: str = "http") -> Iterator[
                 ).state
             else:
                 request = factory.get(target.path, HTTP_HOST=host, secure=scheme == "https")
-                response = _VIEWS[target.kind](request)
+                # The routed view, with its action's own filter backends (search ranks).
+                match = resolve(target.path.split("?")[0])
+                response = match.func(request, *match.args, **match.kwargs)
                 ok = response.status_code == 200
                 state = response["X-Cache"] if ok else f"error {response.status_code}"
             yield Warmed(target, state, (time.perf_counter() - started) * 1000)

@@ -62,6 +62,21 @@ def test_warming_fills_details_lists_and_searches_that_clients_then_hit(bounties
     assert api_client.get(f"/api/bounties/{bounties[1].pk}")["X-Cache"] == "miss"  # beyond --limit
 
 
+def test_warmed_pages_are_the_ones_clients_would_get(bounties, api_client):
+    """Byte for byte, so a search is ranked and its page links page by rank."""
+    warm_cache("--terms", "1", "--limit", "0")
+    paths = ["/api/bounties?limit=20", "/api/bounties/search?q=design&limit=20"]
+    warmed = {path: api_client.get(path, HTTP_HOST="127.0.0.1:8000") for path in paths}
+    caches["responses"].clear()
+    computed = {path: api_client.get(path, HTTP_HOST="127.0.0.1:8000") for path in paths}
+
+    for path in paths:
+        assert (warmed[path]["X-Cache"], computed[path]["X-Cache"]) == ("hit", "miss")
+        assert warmed[path].content == computed[path].content
+    ranks = [row["rank"] for row in warmed[paths[1]].json()["results"]]
+    assert len(ranks) == 3 and ranks == sorted(ranks, reverse=True)
+
+
 def test_a_second_run_finds_everything_warm(bounties):
     warm_cache("--limit", "3")
     out = warm_cache("--limit", "3")
