@@ -59,7 +59,8 @@ def bottlenecks(result: dict) -> list[str]:
     if stats["failures"]:
         worst = stats["failures"][0]
         found.append(
-            f"Top error: {worst['Occurrences']} x {worst['Method']} {worst['Name']}: {worst['Error']}."
+            # Request names already start with the method ("GET /api/bounties").
+            f"Top error: {worst['Occurrences']} x {worst['Name']}: {worst['Error']}."
         )
     slow = [e for e in stats["endpoints"] if e["requests"] and e["p95_ms"] >= 500]
     for endpoint in sorted(slow, key=lambda e: -e["p95_ms"])[:3]:
