@@ -1,4 +1,5 @@
-"""Server-side latency of the bounty list, detail and search at 50,000 bounties, warm database.
+"""Server-side latency of the bounty list, detail and search at 50,000 bounties, warm database,
+computed (response cache off) and served from the response cache.
 
 In-process through the full stack (middleware, DRF, serializers, PostgreSQL) with Django's test
 client, so the figures exclude the network and gunicorn; plus each query's own execution time
@@ -29,8 +30,11 @@ def execution_ms(queryset) -> float:
     return statistics.median(run["Execution Time"] for run in runs)
 
 
+CACHE_TTLS = ("CACHE_TTL_BOUNTY_LIST", "CACHE_TTL_BOUNTY_DETAIL", "CACHE_TTL_SEARCH")
+
+
 @pytest.mark.django_db
-def test_bounty_reads_at_50k():
+def test_bounty_reads_at_50k(settings):
     owners = UserFactory.create_batch(500)
     insert_bounties(count=BOUNTIES, owner_ids=[owner.pk for owner in owners])
     open_bounties = selectors.bounty_list().filter(status=BountyStatus.OPEN)
@@ -51,18 +55,24 @@ def test_bounty_reads_at_50k():
         "search (5 terms, limit 20)": design.order_by("-rank")[:21],
     }
 
-    print(f"\n\n{BOUNTIES:,} bounties, warm database, {ROUNDS} requests each after 30 warm-up")
-    print(f"{'endpoint':<28}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'SQL exec ms':>13}")
-    for name, urls in endpoints.items():
-        samples = timed(client, urls, warmup=30)
-        figures = [
-            percentile(samples, 50),
-            percentile(samples, 95),
-            percentile(samples, 99),
-            statistics.fmean(samples),
-        ]
-        print(
-            f"{name:<28}"
-            + "".join(f"{value:>9.2f}" for value in figures)
-            + f"{execution_ms(queries[name]):>13.3f}"
-        )
+    print(f"\n\n{BOUNTIES:,} bounties, warm database, {ROUNDS} requests each after a warm-up")
+    print(f"{'endpoint':<40}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'SQL exec ms':>13}")
+    defaults = {name: getattr(settings, name) for name in CACHE_TTLS}
+    for mode, cached in (("computed", False), ("cached", True)):
+        for name in CACHE_TTLS:
+            setattr(settings, name, defaults[name] if cached else 0)
+        for name, urls in endpoints.items():
+            # Cached: every URL is requested once untimed, so the timed requests are all hits.
+            warmup = len(urls) if cached else 30
+            measure(client, f"{name}, {mode}", urls, execution_ms(queries[name]), warmup)
+
+
+def measure(client, label: str, urls: list[str], sql_ms: float, warmup: int) -> None:
+    samples = timed(client, urls, warmup=warmup)
+    figures = [
+        percentile(samples, 50),
+        percentile(samples, 95),
+        percentile(samples, 99),
+        statistics.fmean(samples),
+    ]
+    print(f"{label:<40}" + "".join(f"{value:>9.2f}" for value in figures) + f"{sql_ms:>13.3f}")
