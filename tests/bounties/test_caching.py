@@ -186,16 +186,28 @@ def test_gzip_keeps_the_etag_usable(anonymous):
 # --- expiry: stale while one request recomputes -----------------------------------------------
 
 
-def test_an_expired_entry_is_served_stale_while_another_request_recomputes(anonymous, bounty, settings):
-    settings.CACHE_TTL_BOUNTY_DETAIL = 1
-    url = f"/api/bounties/{bounty.pk}"
-    read(anonymous, url, "miss")
+STALE_CASES = {
+    # name -> (kind, its TTL setting, the key parts the view uses for cached_urls(bounty)[name])
+    "detail": (BOUNTY_DETAIL, lambda b: (b.pk,)),
+    "list": (BOUNTY_LIST, lambda b: ("http", "testserver", (("limit", ("5",)),))),
+    "search": (BOUNTY_SEARCH, lambda b: ("http", "testserver", (("q", ("logo",)),))),
+    "profile": (PROFILE, lambda b: (b.owner_id,)),
+    "stats": (USER_STATS, lambda b: (b.owner_id,)),
+}
+
+
+@pytest.mark.parametrize("name", list(STALE_CASES))
+def test_an_expired_entry_is_served_stale_while_another_request_recomputes(anonymous, bounty, settings, name):
+    kind, parts = STALE_CASES[name]
+    setattr(settings, kind.ttl_setting, 1)
+    url = cached_urls(bounty)[name]
+    first = read(anonymous, url, "miss")
     time.sleep(1.1)
     # Another request holds the recompute lock of this key.
-    lock = caches["responses"].lock(f"{BOUNTY_DETAIL.key(bounty.pk)}:lock", timeout=5)
+    lock = caches["responses"].lock(f"{kind.key(*parts(bounty))}:lock", timeout=5)
     assert lock.acquire(blocking=False)
 
-    assert read(anonymous, url, "stale")["title"] == bounty.title
+    assert read(anonymous, url, "stale") == first
 
     lock.release()
     read(anonymous, url, "miss")  # this request recomputes
