@@ -27,8 +27,10 @@ than all querying PostgreSQL.
 Redis down
 ----------
 Every Redis failure is counted (``cache_errors_total{cache="responses"}``) and the request
-is answered from PostgreSQL. After a failure this process skips Redis for
+is answered from PostgreSQL. After a failure this process skips Redis for reads for
 CACHE_RETRY_SECONDS, so an outage costs one timeout per process per interval, not per request.
+Invalidations always try Redis; one that fails is kept and retried by the process before it
+serves from the cache again (lost only if the process exits first).
 """
 
 from __future__ import annotations
@@ -137,8 +139,8 @@ class _Unavailable(Exception):
     pass
 
 
-def _redis(operation: str, call: Callable[[], Any]) -> Any:
-    if _breaker.is_open():
+def _redis(operation: str, call: Callable[[], Any], *, skip_when_down: bool = True) -> Any:
+    if skip_when_down and _breaker.is_open():
         raise _Unavailable
     try:
         return call()
@@ -215,6 +217,10 @@ def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
     cache = _cache()
     key, scope = kind.key(*parts), kind.scope(*parts)
     try:
+        if _missed_bumps:
+            if _breaker.is_open():  # still within the pause after a failure: no retry yet
+                raise _Unavailable
+            _retry_missed_bumps()
         found = _redis("read", lambda: cache.get_many([scope, key]))
         generation = _current_generation(scope, found.get(scope))
     except _Unavailable:
@@ -308,23 +314,45 @@ def request_parts(request) -> tuple:
 # --- invalidation ---------------------------------------------------------------------------
 
 
+# Invalidations that failed (Redis unreachable at commit time), retried by this process before
+# it next reads the cache: a blip must not leave an entry the write should have invalidated.
+_missed_bumps: set[str] = set()
+_missed_lock = threading.Lock()
+
+
 def bump(scopes: Iterable[str]) -> None:
     """Move the given generation counters on now (use :func:`invalidate_on_commit` in code that
-    writes inside a transaction)."""
+    writes inside a transaction). Always tries Redis, even while reads skip it."""
     cache = _cache()
-    for scope in scopes:
+    scopes = list(scopes)
+    for index, scope in enumerate(scopes):
         try:
             try:
-                _redis("bump", lambda scope=scope: cache.incr(scope))
-                _redis("touch", lambda scope=scope: cache.touch(scope, GENERATION_TTL))
+                _redis("bump", lambda scope=scope: cache.incr(scope), skip_when_down=False)
+                _redis("touch", lambda scope=scope: cache.touch(scope, GENERATION_TTL), skip_when_down=False)
             except ValueError:  # no counter yet: start one (nothing can be cached under it)
                 _redis(
-                    "bump", lambda scope=scope: cache.set(scope, _new_generation(), timeout=GENERATION_TTL)
+                    "bump",
+                    lambda scope=scope: cache.set(scope, _new_generation(), timeout=GENERATION_TTL),
+                    skip_when_down=False,
                 )
         except _Unavailable:
-            # Nothing is served from Redis while it fails; entries written before the outage
-            # expire within their TTL. Logged by _redis.
+            with _missed_lock:
+                _missed_bumps.update(scopes[index:])
+            logger.warning("%d cache invalidations kept for retry", len(scopes) - index)
             return
+
+
+def _retry_missed_bumps() -> None:
+    """Before serving from the cache again, apply the invalidations Redis missed; raises
+    _Unavailable (and keeps them) while it still fails."""
+    with _missed_lock:
+        missed = sorted(_missed_bumps)
+        _missed_bumps.clear()
+    bump(missed)
+    with _missed_lock:
+        if _missed_bumps:
+            raise _Unavailable
 
 
 def invalidate_on_commit(kinds_and_parts: Iterable[tuple[CachedKind, tuple]]) -> None:

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import redis
 from django.core.cache import caches
 from prometheus_client import REGISTRY
 
@@ -193,3 +194,29 @@ def test_metrics_endpoint_shows_the_cache_counters(api_client):
     assert 'cache_hits_total{cache_key_prefix="bounty-list"}' in body
     assert 'cache_misses_total{cache_key_prefix="bounty-list"}' in body
     assert "cache_errors_total" in body
+
+
+@pytest.mark.django_db
+def test_an_invalidation_redis_missed_is_applied_before_the_cache_is_read_again(
+    own_redis, settings, committed
+):
+    """Redis refuses writes for a moment (CLIENT PAUSE WRITE) just as a write commits: the bump
+    fails, is kept, and is applied before the next read, so the old entry is never served."""
+    settings.CACHE_RETRY_SECONDS = 0
+    bounty = paid_bounty(title="Tune the piano in the hall", amount="12.00")
+    client = client_for(UserFactory())
+    url = f"/api/bounties/{bounty.pk}"
+    assert client.get(url)["X-Cache"] == "miss"
+    assert client.get(url)["X-Cache"] == "hit"
+    raw = redis.Redis(port=own_redis.port)
+    errors = metric("cache_errors_total", cache="responses")
+
+    raw.execute_command("CLIENT", "PAUSE", 2500, "WRITE")
+    with committed():
+        bounty.title = "Tune the grand piano in the hall"
+        bounty.save()
+    assert metric("cache_errors_total", cache="responses") > errors  # the bump timed out
+    time.sleep(2.6)  # writes flow again; the entry with the old title is still in Redis
+
+    response = client.get(url)
+    assert (response["X-Cache"], response.json()["title"]) == ("miss", "Tune the grand piano in the hall")
