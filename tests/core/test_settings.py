@@ -112,3 +112,33 @@ def test_env_helpers_parse_and_reject(monkeypatch):
     assert env_list("X_LIST", []) == ["a.example", "b.example"]
     with pytest.raises(ImproperlyConfigured, match="X_INT must be at least 1"):
         env_int("X_INT", 5, minimum=1)
+
+
+def test_rate_limits_and_cache_ttls_come_from_the_environment():
+    code = (
+        "from django.conf import settings\n"
+        "print(settings.RATE_LIMITS['search'], settings.RATE_LIMITS['auth'], settings.RATE_LIMITS['list'], "
+        "settings.CACHE_TTL_BOUNTY_DETAIL, settings.RATELIMIT_FAIL_OPEN, settings.TRUSTED_PROXY_COUNT)"
+    )
+    result = start_django(
+        code, DEBUG="1", RATELIMIT_SEARCH="40/m", RATELIMIT_AUTH="3/1h", CACHE_TTL_BOUNTY_DETAIL="0",
+        RATELIMIT_FAIL_OPEN="0", TRUSTED_PROXY_COUNT="2",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["40/m", "3/1h", "60/m", "0", "False", "2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RATELIMIT_SEARCH", "twenty", "RATELIMIT_SEARCH='twenty': expected e.g. 20/m or 5/15m."),
+        ("RATELIMIT_MONEY", "0/m", "RATELIMIT_MONEY='0/m'"),
+        ("CACHE_TTL_SEARCH", "-1", "CACHE_TTL_SEARCH"),
+    ],
+)
+def test_bad_rate_limits_and_ttls_refuse_to_start(name, value, message):
+    result = start_django(DEBUG="1", **{name: value})
+
+    assert result.returncode != 0
+    assert message in result.stderr
