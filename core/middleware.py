@@ -41,7 +41,7 @@ class GZipMiddleware(DjangoGZipMiddleware):
 
 
 class RateLimitHeadersMiddleware:
-    """Adds X-RateLimit-Limit and X-RateLimit-Remaining to responses of rate-limited endpoints
+    """Adds X-RateLimit-Limit, -Remaining and -Reset to responses of rate-limited endpoints
     (core.ratelimit.TieredRateLimit leaves the count on the request), 429s included."""
 
     def __init__(self, get_response):
@@ -53,4 +53,5 @@ class RateLimitHeadersMiddleware:
         if state is not None:
             response["X-RateLimit-Limit"] = str(state.limit)
             response["X-RateLimit-Remaining"] = str(state.remaining)
+            response["X-RateLimit-Reset"] = str(state.reset)
         return response

@@ -8,7 +8,8 @@ server process sharing that Redis counts together. Limits come from settings.RAT
 (RATELIMIT_<TIER> environment variables).
 
 Over the limit: 429 in the error shape with Retry-After (DRF's Throttled). Limited endpoints
-also answer X-RateLimit-Limit and X-RateLimit-Remaining (RateLimitHeadersMiddleware).
+also answer X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset (seconds until the
+window ends), so a client can slow down before it is refused (RateLimitHeadersMiddleware).
 With Redis down django-ratelimit cannot count; RATELIMIT_FAIL_OPEN (default on) lets the
 request through without headers.
 """
@@ -51,6 +52,7 @@ class RateLimitState:
     tier: str
     limit: int
     remaining: int
+    reset: int  # seconds until the window ends and the count starts again
 
 
 def tier_for(request, view) -> str | None:
@@ -77,7 +79,7 @@ class TieredRateLimit(BaseThrottle):
             return True
         if usage["limit"]:
             request._request.rate_limit = RateLimitState(
-                tier, usage["limit"], max(0, usage["limit"] - usage["count"])
+                tier, usage["limit"], max(0, usage["limit"] - usage["count"]), max(0, usage["time_left"])
             )
         self.seconds_left = max(1, usage["time_left"])
         if usage["should_limit"]:

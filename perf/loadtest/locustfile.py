@@ -5,7 +5,10 @@ LOADTEST_PROFILE  the profile as JSON (stages, think time, user mix; perf/loadte
 LOADTEST_TOKENS   a file of "user_id token" lines (seed_data writes one); signed-in users are
                   spread over these tokens, so per-user limits behave as in production
 
-Request names are route patterns ("GET /api/bounties/{id}"), never raw URLs.
+Request names are route patterns ("GET /api/bounties/{id}"), never raw URLs. Each simulated
+user is its own client: its own X-Forwarded-For address (counted per client by a server started
+with TRUSTED_PROXY_COUNT=1), and, like a well-behaved app, it leaves an endpoint alone once the
+server answers X-RateLimit-Remaining: 0, until X-RateLimit-Reset.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import itertools
 import json
 import os
 import random
+import time
 import uuid
 
 import gevent
@@ -24,6 +28,7 @@ THINK_MIN, THINK_MAX = PROFILE["think_time"]
 WAIT = constant(0) if THINK_MAX == 0 else between(THINK_MIN, THINK_MAX)
 SEARCH_TERMS = ["web", "mobile", "design", "data", "test"]
 LOCATIONS = ["Lyon", "Lagos", "Toronto", "Berlin", "Austin"]
+SEARCH = "GET /api/bounties/search"
 
 
 def _tokens() -> list[str]:
@@ -62,10 +67,24 @@ class ApiUser(FastHttpUser):
         # the server uses for per-IP rate limits when started with TRUSTED_PROXY_COUNT=1.
         n = next(_next_client)
         self.default_headers = {"X-Forwarded-For": f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"}
+        self.paused_until: dict[str, float] = {}
         super().__init__(environment)
 
+    def allowed(self, name: str) -> bool:
+        return time.monotonic() >= self.paused_until.get(name, 0.0)
+
+    def respect_limits(self, name: str, response) -> None:
+        """As a well-behaved app does: when the server says nothing is left in this window
+        (X-RateLimit-Remaining: 0), leave that endpoint alone until X-RateLimit-Reset."""
+        if response.headers.get("X-RateLimit-Remaining") == "0":
+            reset = float(response.headers.get("X-RateLimit-Reset") or 60)
+            self.paused_until[name] = time.monotonic() + reset
+
     def bounty_ids(self, url: str, name: str, **params) -> list[int]:
+        if not self.allowed(name):
+            return []
         with self.client.get(url, name=name, catch_response=True, params=params) as response:
+            self.respect_limits(name, response)
             if response.status_code != 200:
                 response.failure(f"{response.status_code}")
                 return []
@@ -79,14 +98,16 @@ class ApiUser(FastHttpUser):
     def search(self, **params) -> list[int]:
         return self.bounty_ids(
             "/api/bounties/search",
-            "GET /api/bounties/search",
+            SEARCH,
             q=random.choice(SEARCH_TERMS),
             limit=20,
             **params,
         )
 
     def detail(self, bounty_id: int) -> None:
-        self.client.get(f"/api/bounties/{bounty_id}", name="GET /api/bounties/{id}")
+        name = "GET /api/bounties/{id}"
+        if self.allowed(name):
+            self.respect_limits(name, self.client.get(f"/api/bounties/{bounty_id}", name=name))
 
 
 class BaselineUser(ApiUser):
@@ -141,6 +162,9 @@ class BrowserUser(ApiUser):
 
     @task(3)
     def find(self):
+        if not self.allowed(SEARCH):  # out of searches for this minute: browse instead
+            self.browse()
+            return
         self.ids = self.search() or self.ids
 
 

@@ -56,6 +56,7 @@ def assert_limited(response, limit: int) -> None:
     assert int(response["Retry-After"]) >= 1
     assert response["X-RateLimit-Limit"] == str(limit)
     assert response["X-RateLimit-Remaining"] == "0"
+    assert abs(int(response["X-RateLimit-Reset"]) - int(response["Retry-After"])) <= 1
 
 
 def exhaust(send, limit: int) -> None:
@@ -65,6 +66,7 @@ def exhaust(send, limit: int) -> None:
         assert response.status_code != 429, f"refused after {sent - 1} of {limit}"
         assert response["X-RateLimit-Limit"] == str(limit)
         assert response["X-RateLimit-Remaining"] == str(limit - sent)
+        assert 0 <= int(response["X-RateLimit-Reset"]) <= 60 * 60 * 15
 
 
 def test_search_tier_allows_20_a_minute(api_client, limits):
