@@ -152,8 +152,9 @@ class BrowserUser(ApiUser):
 
     @task(1)
     def second_page(self):
+        """The next page of the last list or search (each named, and limited, as its own kind)."""
         if getattr(self, "next_page", None):
-            self.bounty_ids(self.next_page, "GET /api/bounties")
+            self.bounty_ids(self.next_page, SEARCH if "/search" in self.next_page else "GET /api/bounties")
 
     @task(4)
     def view(self):
@@ -278,9 +279,12 @@ class MemberUser(ApiUser):
 
     @task(1)
     def deposit(self):
+        name = "POST /api/wallet/deposits"
+        if not self.allowed(name):
+            return
         body = {"amount": "25.00", "reference": f"lt-{uuid.uuid4().hex}"}
-        self.client.post(
-            "/api/wallet/deposits", json=body, name="POST /api/wallet/deposits", headers=self.auth
+        self.respect_limits(
+            name, self.client.post("/api/wallet/deposits", json=body, name=name, headers=self.auth)
         )
 
 
