@@ -77,11 +77,13 @@ class TieredRateLimit(BaseThrottle):
         usage = get_usage(request, group=f"tier-{tier}", key=key, rate=rate, increment=True)
         if usage is None:  # limits disabled, or Redis down with RATELIMIT_FAIL_OPEN
             return True
+        # django-ratelimit's window still counts during its last second (time_left 0): the
+        # count starts again time_left + 1 seconds from now, which Reset and Retry-After say.
+        self.seconds_left = max(1, usage["time_left"] + 1)
         if usage["limit"]:
             request._request.rate_limit = RateLimitState(
-                tier, usage["limit"], max(0, usage["limit"] - usage["count"]), max(0, usage["time_left"])
+                tier, usage["limit"], max(0, usage["limit"] - usage["count"]), self.seconds_left
             )
-        self.seconds_left = max(1, usage["time_left"])
         if usage["should_limit"]:
             metrics.RATE_LIMITED.labels(tier).inc()
             return False
