@@ -19,7 +19,7 @@ CACHE_STALE = Counter(
 )
 CACHE_MISSES = Counter(
     "cache_misses_total",
-    "Responses computed from PostgreSQL (absent, expired or invalidated).",
+    "Responses computed from PostgreSQL: absent, expired or invalidated, or the cache off or down.",
     ["cache_key_prefix"],
 )
 CACHE_ERRORS = Counter(

@@ -55,7 +55,7 @@ class RateLimitState:
     reset: int  # seconds until the window ends and the count starts again
 
 
-def tier_for(request, view) -> str | None:
+def tier_for(request, view) -> str:
     tiers = getattr(view, "rate_limit_tiers", {})
     action = getattr(view, "action", None)
     if action in tiers:
@@ -70,8 +70,6 @@ class TieredRateLimit(BaseThrottle):
 
     def allow_request(self, request, view) -> bool:
         tier = tier_for(request, view)
-        if tier is None:
-            return True
         rate = settings.RATE_LIMITS[tier]
         key = "ip" if tier in PER_IP_TIERS else "user_or_ip"
         usage = get_usage(request, group=f"tier-{tier}", key=key, rate=rate, increment=True)

@@ -41,7 +41,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -61,7 +61,9 @@ logger = logging.getLogger("bountyexpo.cache")
 
 CACHE_ALIAS = "responses"
 REDIS_ERRORS = (RedisError, ConnectionInterrupted, OSError)
-# Generation counters outlive every entry they guard; an expired counter restarts from the clock.
+# Generation counters outlive the entries they guard. One that expires (or is evicted) restarts
+# from the clock, which only makes the entries it guarded unreachable: safe, so bumps leave
+# the TTL alone.
 GENERATION_TTL = 24 * 60 * 60
 _WAIT_STEP = 0.02
 
@@ -117,14 +119,12 @@ class _Breaker:
     """Skip Redis in this process for a while after a failure."""
 
     open_until: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def is_open(self) -> bool:
         return time.monotonic() < self.open_until
 
     def trip(self) -> None:
-        with self.lock:
-            self.open_until = time.monotonic() + settings.CACHE_RETRY_SECONDS
+        self.open_until = time.monotonic() + settings.CACHE_RETRY_SECONDS
 
 
 _breaker = _Breaker()
@@ -165,8 +165,10 @@ def _current_generation(scope: str, found: int | None) -> int:
     if found is not None:
         return found
     cache = _cache()
-    _redis("init generation", lambda: cache.add(scope, _new_generation(), timeout=GENERATION_TTL))
-    return _redis("get generation", lambda: cache.get(scope))
+    initial = _new_generation()
+    if _redis("init generation", lambda: cache.add(scope, initial, timeout=GENERATION_TTL)):
+        return initial
+    return _redis("get generation", lambda: cache.get(scope))  # another request started it
 
 
 def etag_for(body: bytes) -> str:
@@ -211,9 +213,8 @@ def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
     """The payload for ``parts``: from Redis when fresh (or stale and being recomputed by
     another request), else ``compute()`` rendered and stored. Exceptions of ``compute`` (404,
     validation) propagate and nothing is stored."""
-    ttl = kind.ttl
-    if ttl <= 0:
-        return _computed(compute)
+    if kind.ttl <= 0:
+        return _computed(kind, compute)
     cache = _cache()
     key, scope = kind.key(*parts), kind.scope(*parts)
     try:
@@ -224,7 +225,7 @@ def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
         found = _redis("read", lambda: cache.get_many([scope, key]))
         generation = _current_generation(scope, found.get(scope))
     except _Unavailable:
-        return _computed(compute)
+        return _computed(kind, compute)
     entry: Entry | None = found.get(key)
     if entry is not None and entry.generation != generation:
         entry = None  # invalidated by a write: never served, not even as stale
@@ -237,7 +238,7 @@ def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
     try:
         acquired = _redis("lock", lock.acquire)
     except _Unavailable:
-        return _computed(compute)
+        return _computed(kind, compute)
     if not acquired:
         if entry is not None:
             metrics.CACHE_STALE.labels(kind.name).inc()
@@ -246,9 +247,9 @@ def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
         if waited is not None:
             metrics.CACHE_HITS.labels(kind.name).inc()
             return Lookup("hit", waited.body, waited.etag)
-        return _computed(compute, kind=kind, generation=generation, key=key)
+        return _computed(kind, compute, store_as=(key, generation))
     try:
-        return _computed(compute, kind=kind, generation=generation, key=key)
+        return _computed(kind, compute, store_as=(key, generation))
     finally:
         # LockError: it expired meanwhile, and its timeout already freed it.
         with contextlib.suppress(_Unavailable, LockError):
@@ -270,18 +271,19 @@ def _wait_for(cache, key: str, generation: int) -> Entry | None:
 
 
 def _computed(
-    compute: Callable[[], Any], *, kind: CachedKind | None = None, generation: int = 0, key: str = ""
+    kind: CachedKind, compute: Callable[[], Any], *, store_as: tuple[str, int] | None = None
 ) -> Lookup:
+    """Compute from PostgreSQL (a miss, also when the cache is off or down); with ``store_as``
+    (key, generation) store the result."""
     body = render(compute())
     etag = etag_for(body)
-    if kind is not None:
-        metrics.CACHE_MISSES.labels(kind.name).inc()
+    metrics.CACHE_MISSES.labels(kind.name).inc()
+    if store_as is not None:
+        key, generation = store_as
         entry = Entry(generation, time.time() + kind.ttl, etag, body)
-        try:
-            cache = _cache()
+        cache = _cache()
+        with contextlib.suppress(_Unavailable):
             _redis("write", lambda: cache.set(key, entry, timeout=kind.ttl + settings.CACHE_STALE_SECONDS))
-        except _Unavailable:
-            pass
     return Lookup("miss", body, etag)
 
 
@@ -329,7 +331,6 @@ def bump(scopes: Iterable[str]) -> None:
         try:
             try:
                 _redis("bump", lambda scope=scope: cache.incr(scope), skip_when_down=False)
-                _redis("touch", lambda scope=scope: cache.touch(scope, GENERATION_TTL), skip_when_down=False)
             except ValueError:  # no counter yet: start one (nothing can be cached under it)
                 _redis(
                     "bump",

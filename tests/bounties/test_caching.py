@@ -8,11 +8,13 @@ from decimal import Decimal
 
 import pytest
 from django.core.cache import caches
+from rest_framework import serializers
 
 from accounts.caching import PROFILE
 from bounties import services
 from bounties.caching import BOUNTY_DETAIL, BOUNTY_LIST, BOUNTY_SEARCH, USER_STATS
 from bounties.models import BountyStatus
+from bounties.serializers import BountyDetailSerializer
 from core.response_cache import CachedKind
 from tests.conftest import client_for
 from tests.factories import UserFactory, application, bounty_data, funded_user, paid_bounty
@@ -234,10 +236,6 @@ def test_a_ttl_of_zero_turns_a_cache_off(anonymous, bounty, settings):
 
 
 def test_a_changed_serializer_reads_new_keys():
-    from rest_framework import serializers
-
-    from bounties.serializers import BountyDetailSerializer
-
     class Extended(BountyDetailSerializer):
         extra = serializers.CharField(default="")
 

@@ -135,6 +135,7 @@ def test_redis_stopped_mid_test_every_cached_endpoint_still_answers_and_errors_a
         assert client.get(url)["X-Cache"] == "hit"
     errors_before = metric("cache_errors_total", cache="responses")
     ignored_before = metric("cache_errors_total", cache="ignored")
+    misses_before = metric("cache_misses_total", cache_key_prefix="bounty-detail")
 
     own_redis.stop()
     responses = [client.get(url) for url in urls]
@@ -147,6 +148,9 @@ def test_redis_stopped_mid_test_every_cached_endpoint_still_answers_and_errors_a
     assert after_write.json()["title"] == "Translate a bistro menu"
     assert metric("cache_errors_total", cache="responses") > errors_before
     assert metric("cache_errors_total", cache="ignored") > ignored_before  # tokens, rate limits
+    assert (
+        metric("cache_misses_total", cache_key_prefix="bounty-detail") == misses_before + 2
+    )  # served from PostgreSQL
     assert "X-RateLimit-Limit" not in responses[0]  # limits fail open: nothing to count with
 
     own_redis.start()
