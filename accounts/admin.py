@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import models
 
 from accounts.models import AuthToken, User
 
@@ -11,6 +12,8 @@ class UserAdmin(DjangoUserAdmin):
         ("Profile", {"fields": ("display_name", "avatar_url", "bio", "location", "skills")}),
     )
     list_display = ("username", "email", "display_name", "is_staff", "is_active", "date_joined")
+    # Django 6 makes https the scheme a bare host gets; say so now rather than warn.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(AuthToken)

@@ -6,4 +6,5 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and profiles"
 
     def ready(self) -> None:
-        from accounts import caching, schema  # noqa: F401  (cache signals, the OpenAPI extension)
+        # Cache signals (profiles, token revocation) and the OpenAPI extension.
+        from accounts import caching, revocation, schema  # noqa: F401

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts import token_cache
 from accounts.models import AuthToken, User
 from accounts.tokens import hash_token
-from core.cache_keys import make_key
 
 # The user fields authentication and permission checks need; the rest loads on demand.
 AUTH_USER_FIELDS = ("id", "username", "is_active", "is_staff", "is_superuser")
-
-
-def token_cache_key(key_hash: str) -> str:
-    return make_key("auth-token", key_hash)
 
 
 def _user_from_cached(fields: dict[str, object]) -> User:
@@ -31,12 +26,12 @@ def user_for_token(*, raw_token: str) -> User | None:
 
     Served from Redis when the token was seen in the last AUTH_TOKEN_CACHE_SECONDS, so an
     authenticated request that is itself served from cache touches no database. On a miss
-    (or with Redis down) one query by primary key answers.
+    (or with Redis down, or the entry ended by a change of access) one query by primary key
+    answers. Entries end the moment access changes: see accounts.token_cache.
     """
     key_hash = hash_token(raw_token)
-    key = token_cache_key(key_hash)
     now = timezone.now()
-    cached = cache.get(key)
+    cached = token_cache.cached_owner(key_hash)
     if cached is None:
         row = (
             AuthToken.objects.filter(key_hash=key_hash, expires_at__gt=now, user__is_active=True)
@@ -51,8 +46,7 @@ def user_for_token(*, raw_token: str) -> User | None:
             "user": {field: row[f"user__{field}"] for field in AUTH_USER_FIELDS},
         }
         ttl = min(settings.AUTH_TOKEN_CACHE_SECONDS, int(expires_at - now.timestamp()))
-        if ttl > 0:
-            cache.set(key, cached, timeout=ttl)
+        token_cache.remember_owner(key_hash, cached, ttl)
     if cached["expires_at"] <= now.timestamp():
         return None
     return _user_from_cached(cached["user"])

@@ -6,12 +6,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import AuthToken, User
-from accounts.selectors import token_cache_key
 from accounts.tokens import generate_token, hash_token
 from core.errors import DomainError
 
@@ -45,10 +43,9 @@ def token_issue(*, user: User) -> tuple[str, AuthToken]:
 
 @transaction.atomic
 def token_revoke(*, raw_token: str) -> None:
-    """Delete a token; its cached owner is evicted once the deletion is committed."""
-    key_hash = hash_token(raw_token)
-    AuthToken.objects.filter(key_hash=key_hash).delete()
-    transaction.on_commit(lambda: cache.delete(token_cache_key(key_hash)))
+    """Delete a token; its cached owner is evicted once the deletion is committed
+    (accounts.revocation, as for a token deleted by any other path)."""
+    AuthToken.objects.filter(key_hash=hash_token(raw_token)).delete()
 
 
 PROFILE_EDITABLE_FIELDS = ("display_name", "avatar_url", "bio", "location", "skills", "email")
