@@ -107,6 +107,14 @@ DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 20, minimum=1)
 DATABASE_POOL_MAX_IDLE = env_float("DATABASE_POOL_MAX_IDLE", 30.0, minimum=1)
 DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
 DATABASE_STATEMENT_TIMEOUT_MS = env_int("DATABASE_STATEMENT_TIMEOUT_MS", 10_000, minimum=0)
+# Requests of one process queued for a free connection beyond this get 503 at once (0: no
+# limit). Only a pool smaller than the threads it serves ever queues: then set it.
+DATABASE_POOL_MAX_WAITING = env_int("DATABASE_POOL_MAX_WAITING", 0, minimum=0)
+# PostgreSQL unreachable (core/db/availability.py): requests get 503 at once with this
+# Retry-After, and one request per this many seconds probes with a direct connection that
+# gives up after DATABASE_PROBE_TIMEOUT.
+DATABASE_RETRY_SECONDS = env_int("DATABASE_RETRY_SECONDS", 1, minimum=1)
+DATABASE_PROBE_TIMEOUT = env_int("DATABASE_PROBE_TIMEOUT", 1, minimum=1)
 if DATABASE_POOL_MIN > DATABASE_POOL_MAX:
     raise ImproperlyConfigured(
         f"DATABASE_POOL_MIN ({DATABASE_POOL_MIN}) cannot exceed DATABASE_POOL_MAX ({DATABASE_POOL_MAX})."
@@ -115,6 +123,8 @@ if DATABASE_POOL_MIN > DATABASE_POOL_MAX:
 _default_db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
 if _default_db["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured(f"DATABASE_URL must point at PostgreSQL, got {_default_db['ENGINE']}.")
+# Django's PostgreSQL backend plus the outage guard of core/db/availability.py.
+_default_db["ENGINE"] = "core.db"
 _default_db["OPTIONS"] = {
     "pool": {
         "name": "default",
@@ -124,6 +134,10 @@ _default_db["OPTIONS"] = {
         "timeout": float(DATABASE_CONNECT_TIMEOUT),
         # Connections idle longer than this are closed, down to min_size.
         "max_idle": DATABASE_POOL_MAX_IDLE,
+        "max_waiting": DATABASE_POOL_MAX_WAITING,
+        # A failed connection attempt is given up at once instead of retried with backoff
+        # (1, 2, 4 ... s); core/db/availability.py probes and lets traffic back instead.
+        "reconnect_timeout": 0,
     },
     "connect_timeout": DATABASE_CONNECT_TIMEOUT,
     "application_name": env_str("DATABASE_APPLICATION_NAME", "bountyexpo"),
@@ -236,7 +250,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.pagination.CursorPagination",

@@ -9,13 +9,20 @@ handlers at the bottom of this module, wired in ``bountyexpo/urls.py``.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
+import psycopg
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import utils as db_utils
 from django.http import JsonResponse
+from psycopg_pool import PoolTimeout, TooManyRequests
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
+from core.db import availability
 from core.request_id import get_request_id
 
 logger = logging.getLogger("bountyexpo.errors")
@@ -48,13 +55,50 @@ def _validation_fields(detail: Any) -> dict[str, Any]:
     return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
 
 
+def too_large_message() -> str:
+    return f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+
+
+def database_failure(exc: BaseException | None) -> tuple[str, str] | None:
+    """The (code, message) of a 503 for an error that means "the database cannot serve this
+    now", or None. Django wraps psycopg's exceptions; the cause tells which failure it was."""
+    if not isinstance(exc, db_utils.OperationalError | db_utils.InterfaceError):
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, PoolTimeout | TooManyRequests):
+        availability.checkout_failed()
+        return "database_busy", "Every database connection is busy; retry shortly."
+    if isinstance(cause, psycopg.errors.QueryCanceled):
+        return "query_timeout", "The database took too long to answer; retry shortly."
+    if isinstance(cause, psycopg.errors.TransactionRollback):
+        return "database_busy", "The database could not serialise this change; retry shortly."
+    if not isinstance(cause, availability.DatabaseUnavailable):
+        availability.connection_lost()  # lost or refused: find out whether all of them are
+    return "database_unavailable", "The database is unavailable; retry shortly."
+
+
+def _unavailable(code: str, message: str, response_class=Response):
+    response = response_class(error_body(code, message), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    response["Retry-After"] = str(settings.DATABASE_RETRY_SECONDS)
+    return response
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF exception handler: every exception becomes the one error shape.
 
     DRF's own handler runs first so that its headers survive (``WWW-Authenticate`` on 401,
     ``Retry-After`` on 429, ``Allow`` on 405) and the transaction is marked for rollback.
+    Database outages become 503 with ``Retry-After``; an oversized body 413.
     """
     response = exception_handler(exc, context)
+    if response is None and (failure := database_failure(exc)):
+        logger.warning("Database failure answered with 503: %s", exc)
+        set_rollback()
+        return _unavailable(*failure)
+    if response is None and isinstance(exc, RequestDataTooBig):
+        return Response(error_body("request_too_large", too_large_message()), status=413)
+    if response is None and isinstance(exc, SuspiciousOperation):
+        return Response(error_body("bad_request", "Bad request."), status=status.HTTP_400_BAD_REQUEST)
     if response is None:
         request = context.get("request")
         logger.exception(
@@ -91,6 +135,8 @@ def _json_error(status_code: int, code: str, message: str) -> JsonResponse:
 
 
 def bad_request(request, exception=None):
+    if isinstance(exception, RequestDataTooBig):
+        return _json_error(413, "request_too_large", too_large_message())
     return _json_error(400, "bad_request", "Bad request.")
 
 
@@ -103,4 +149,8 @@ def page_not_found(request, exception=None):
 
 
 def server_error(request):
+    # Django calls this while handling the exception, so it is still at hand: a database
+    # outage outside DRF (the admin, a middleware) is a 503 too.
+    if failure := database_failure(sys.exc_info()[1]):
+        return _unavailable(*failure, response_class=JsonResponse)
     return _json_error(500, "server_error", f"Internal server error (request id {get_request_id()}).")

@@ -28,6 +28,7 @@ from rest_framework.test import APIClient
 
 from accounts.services import token_issue
 from core import response_cache
+from core.db import availability
 from tests.factories import UserFactory
 from wallet.selectors import ledger_check
 
@@ -67,6 +68,7 @@ def _empty_redis():
     yield
     get_redis_connection("default").flushdb()
     response_cache.retry_redis_now()  # a test that stopped Redis must not slow the next one
+    availability.reset()  # nor one that made the database look unreachable
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -7,6 +9,10 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connection, transaction
 from django.test import Client
+
+from tests.conftest import assert_error
+
+LIST = "/api/bounties?limit=1"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -70,3 +76,89 @@ def test_pg_stat_statements_is_installed_and_recording():
         assert cursor.fetchone()[0] > 0
         cursor.execute("SHOW log_min_duration_statement")
         assert cursor.fetchone()[0] == "100ms"
+
+
+# --- the database cannot serve: 503 with Retry-After, never 500 --------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.urls("tests.core.urls_errors")
+@pytest.mark.parametrize("path", ["/test/slow-query", "/test/slow-query-plain"])
+def test_a_statement_timeout_is_503_query_timeout_inside_and_outside_drf(path):
+    response = Client(raise_request_exception=False).get(path)
+
+    assert_error(response, 503, "query_timeout")
+    assert response["Retry-After"] == str(settings.DATABASE_RETRY_SECONDS)
+
+
+def hold_every_connection(release: threading.Event) -> tuple[ThreadPoolExecutor, threading.Barrier]:
+    """Threads that each check a connection out of the pool and keep it until ``release``."""
+    holders = settings.DATABASE_POOL_MAX
+    held = threading.Barrier(holders + 1)
+
+    def hold(_):
+        try:
+            connection.ensure_connection()
+            held.wait()
+            release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    executor = ThreadPoolExecutor(max_workers=holders + 1)
+    for index in range(holders):
+        executor.submit(hold, index)
+    return executor, held
+
+
+def request_in_a_thread(path: str):
+    def one():
+        try:
+            started = time.monotonic()
+            return Client().get(path), time.monotonic() - started
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(one).result()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_exhausted_pool_answers_503_database_busy_after_its_wait(monkeypatch, settings):
+    settings.CACHE_TTL_BOUNTY_LIST = 0  # the list must reach PostgreSQL
+    monkeypatch.setattr(connection.pool, "timeout", 0.3)
+    release = threading.Event()
+    executor, held = hold_every_connection(release)
+    try:
+        held.wait(timeout=30)
+
+        response, seconds = request_in_a_thread(LIST)
+    finally:
+        release.set()
+        executor.shutdown()
+
+    assert_error(response, 503, "database_busy")
+    assert response["Retry-After"] == str(settings.DATABASE_RETRY_SECONDS)
+    assert seconds < 3
+    assert request_in_a_thread(LIST)[0].status_code == 200  # the pool serves again at once
+
+
+@pytest.mark.django_db(transaction=True)
+def test_past_max_waiting_a_request_is_refused_at_once(monkeypatch, settings):
+    settings.CACHE_TTL_BOUNTY_LIST = 0
+    monkeypatch.setattr(connection.pool, "max_waiting", 1)
+    release = threading.Event()
+    executor, held = hold_every_connection(release)
+    try:
+        held.wait(timeout=30)
+        queued = executor.submit(request_in_a_thread, LIST)  # the one request allowed to wait
+        time.sleep(0.3)
+
+        response, seconds = request_in_a_thread(LIST)
+        release.set()
+        assert queued.result()[0].status_code == 200
+    finally:
+        release.set()
+        executor.shutdown()
+
+    assert_error(response, 503, "database_busy")
+    assert seconds < 1

@@ -1,5 +1,6 @@
 """A URLconf for error-handling tests: the project's URLs plus views that fail on purpose."""
 
+from django.db import connection, transaction
 from django.http import HttpResponse
 from django.urls import include, path
 from rest_framework.exceptions import Throttled
@@ -25,10 +26,31 @@ def crashing_django_view(request) -> HttpResponse:
     raise RuntimeError("secret internals outside DRF")
 
 
+def _slow_query() -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL statement_timeout = 50")
+        cursor.execute("SELECT pg_sleep(2)")
+
+
+class SlowQueryApiView(APIView):
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        _slow_query()
+        return HttpResponse("unreachable")
+
+
+def slow_query_django_view(request) -> HttpResponse:
+    _slow_query()
+    return HttpResponse("unreachable")
+
+
 urlpatterns = [
     path("test/crash", CrashingApiView.as_view()),
     path("test/throttled", ThrottledApiView.as_view()),
     path("test/crash-plain", crashing_django_view),
+    path("test/slow-query", SlowQueryApiView.as_view()),
+    path("test/slow-query-plain", slow_query_django_view),
     path("", include("bountyexpo.urls")),
 ]
 
