@@ -3,6 +3,7 @@ the serializer that consumes them (bounties/serializers.py)."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from django.contrib.postgres.search import SearchQuery, SearchRank
@@ -37,12 +38,22 @@ def bounty_list() -> QuerySet[Bounty]:
     return Bounty.objects.select_related("owner").only(*LIST_FIELDS)
 
 
+# websearch_to_tsquery turns each "-" of a run ("-----a", "- - - a") into one more nested NOT,
+# and PostgreSQL cannot match a tsquery nested deeper than about 32 ("tsquery stack too small").
+_MINUS_RUN = re.compile(r"-(?:\s*-)+")
+
+
+def search_text_normalised(text: str) -> str:
+    """``text`` with each run of minus signs made one "exclude" sign, as a person means it."""
+    return _MINUS_RUN.sub("-", text)
+
+
 def bounty_search(*, text: str) -> QuerySet[Bounty]:
     """Visible bounties matching ``text`` (web-search syntax), ranked: title above description.
 
     Filters on the stored search_vector column, which bounty_search_gin indexes.
     """
-    query = SearchQuery(text, config=SEARCH_CONFIG, search_type="websearch")
+    query = SearchQuery(search_text_normalised(text), config=SEARCH_CONFIG, search_type="websearch")
     # ts_rank is a float4; as float8 its value survives the round trip through the page cursor
     # exactly, so "rank < cursor" never repeats the row the previous page ended on.
     rank = Cast(SearchRank(F("search_vector"), query), FloatField())

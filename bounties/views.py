@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import logging
+
+from django.db import DataError, InternalError, ProgrammingError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -25,11 +28,19 @@ from bounties.serializers import (
     SearchQuerySerializer,
     UserStatsSerializer,
 )
+from core.errors import DomainError
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
 from core.response_cache import cached_response, request_parts
 
+logger = logging.getLogger("bountyexpo.search")
+
 PUBLIC_ACTIONS = {"list", "retrieve", "search"}
+
+
+class InvalidSearchQuery(DomainError):
+    default_code = "invalid_query"
+    default_detail = "PostgreSQL cannot run this search; simplify it (fewer operators)."
 
 
 def bounty_detail_payload(bounty_id: int) -> dict:
@@ -84,7 +95,14 @@ class BountyViewSet(viewsets.GenericViewSet):
             params = SearchQuerySerializer(data=request.query_params)
             params.is_valid(raise_exception=True)
             queryset = selectors.bounty_search(text=params.validated_data["q"])
-            return self._page(queryset, BountySearchResultSerializer)
+            try:
+                return self._page(queryset, BountySearchResultSerializer)
+            except (DataError, InternalError, ProgrammingError) as exc:
+                # The text-search parser's own limits; any other SQL error is a bug: re-raised.
+                if "tsquery" not in str(exc) and "text-search" not in str(exc):
+                    raise
+                logger.info("search refused by PostgreSQL: %s", exc)
+                raise InvalidSearchQuery(fields={"q": [InvalidSearchQuery.default_detail]}) from None
 
         return cached_response(request, BOUNTY_SEARCH, request_parts(request), compute)
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from bounties import selectors
 from bounties.models import Bounty, BountyStatus
 from tests.conftest import assert_error
 from tests.factories import funded_user, paid_bounty
@@ -85,3 +88,40 @@ def test_search_paginates_by_rank(api_client, catalogue):
 @pytest.mark.parametrize("query", ["", "?q=", f"?q={'x' * 201}", "?q=react&category=astrology"])
 def test_bad_search_is_400(api_client, query):
     assert_error(api_client.get(f"/api/bounties/search{query}"), 400, "validation_error")
+
+
+# --- every q a client can send gets 200 or 400 ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "q",
+    ["-" * 199 + "a", "- " * 99 + "a", "react " + "-" * 100 + " mobile", "-" * 40 + "react", "--react"],
+)
+def test_runs_of_minus_signs_search_as_one_exclusion(api_client, catalogue, q):
+    response = api_client.get("/api/bounties/search", {"q": q})
+
+    assert response.status_code == 200, response.content
+    if q.endswith("react"):  # "exclude react": the React bounties are not in the results
+        assert catalogue["title"].pk not in ids(response)
+
+
+def test_operator_soup_never_fails_the_search(api_client, catalogue):
+    """A few hundred strings of web-search operators and words, up to the 200-character limit."""
+    pieces = ["-", "!", "|", "&", "(", ")", '"', "'", ":", "*", "<->", "<1>", " or ", " ", "react",
+              "and", "\\", "~", "@", "'s", "--", " -x", "!-", "\x7f", "é"]  # fmt: skip
+    rng = random.Random(2026)
+    for _ in range(300):
+        q = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 120)))[:200].strip() or "-"
+
+        response = api_client.get("/api/bounties/search", {"q": q})
+
+        assert response.status_code in {200, 400}, (q, response.content)
+
+
+def test_a_search_postgresql_refuses_is_400_invalid_query(api_client, catalogue, monkeypatch):
+    """The backstop behind the normalisation: PostgreSQL's own tsquery limits answer 400."""
+    monkeypatch.setattr(selectors, "search_text_normalised", lambda text: text)
+
+    response = api_client.get("/api/bounties/search", {"q": "-" * 40 + "react"})
+
+    assert assert_error(response, 400, "invalid_query")["fields"]["q"]
