@@ -107,6 +107,9 @@ DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 20, minimum=1)
 DATABASE_POOL_MAX_IDLE = env_float("DATABASE_POOL_MAX_IDLE", 30.0, minimum=1)
 DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
 DATABASE_STATEMENT_TIMEOUT_MS = env_int("DATABASE_STATEMENT_TIMEOUT_MS", 10_000, minimum=0)
+# Maintenance commands (seed_data, check_ledger, purge_idempotency_keys) run their bulk SQL
+# under this bound instead (core/db/maintenance.py); 0: no limit.
+MAINTENANCE_STATEMENT_TIMEOUT_MS = env_int("MAINTENANCE_STATEMENT_TIMEOUT_MS", 3_600_000, minimum=0)
 # Requests of one process queued for a free connection beyond this get 503 at once (0: no
 # limit). Only a pool smaller than the threads it serves ever queues: then set it.
 DATABASE_POOL_MAX_WAITING = env_int("DATABASE_POOL_MAX_WAITING", 0, minimum=0)

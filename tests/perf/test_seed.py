@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from rest_framework.test import APIClient
 
 from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
@@ -97,3 +99,25 @@ def test_reset_keeps_staff_users(tmp_path):
 
     assert Bounty.objects.count() == 1500
     assert type(staff).objects.filter(pk=staff.pk).exists()
+
+
+def test_seed_runs_its_bulk_sql_past_the_api_statement_timeout_and_restores_it(tmp_path):
+    """A slow machine made the API's statement_timeout cancel seed_data's bulk inserts; here a
+    1 ms timeout stands in for a machine a thousand times slower."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 1")
+
+    seed(tmp_path)
+
+    assert Bounty.objects.count() == 1500
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "10s"  # the connection's own setting again, for requests
+
+
+def test_check_ledger_runs_past_the_api_statement_timeout(tmp_path):
+    seed(tmp_path)
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 1")
+
+    call_command("check_ledger", stdout=io.StringIO())

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.db.maintenance import maintenance_statement_timeout
 from core.idempotency import idempotency_records_purge
 
 
@@ -21,5 +22,6 @@ class Command(BaseCommand):
     def handle(self, *args, older_than_hours: int, **options) -> None:
         if older_than_hours < 1:
             raise CommandError("--older-than-hours must be at least 1.")
-        deleted = idempotency_records_purge(older_than=timedelta(hours=older_than_hours))
+        with maintenance_statement_timeout():
+            deleted = idempotency_records_purge(older_than=timedelta(hours=older_than_hours))
         self.stdout.write(f"deleted {deleted} idempotency record(s) older than {older_than_hours} h")

@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from core import response_cache
+from core.db.maintenance import maintenance_statement_timeout
 from perf.seed import SEED_USER_PASSWORD, DatabaseNotEmpty, SeedPlan, seed_marketplace
 
 COUNTS = {
@@ -54,8 +55,9 @@ class Command(BaseCommand):
             raise CommandError("Need at least 2 users and 2 bounties, and no more tokens than users.")
         self.stdout.write(f"Seeding {plan}")
         try:
-            report = seed_marketplace(plan=plan, append=options["append"], reset=options["reset"],
-                                      progress=self.stdout.write)  # fmt: skip
+            with maintenance_statement_timeout():
+                report = seed_marketplace(plan=plan, append=options["append"], reset=options["reset"],
+                                          progress=self.stdout.write)  # fmt: skip
         except DatabaseNotEmpty:
             raise CommandError(
                 "The database already has data. Use --reset to replace it (staff users are kept) "

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.db.maintenance import maintenance_statement_timeout
 from wallet.selectors import ledger_check
 
 MAX_LISTED = 50
@@ -15,7 +16,8 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        report = ledger_check()
+        with maintenance_statement_timeout():  # whole-ledger scans outlast the API's timeout
+            report = ledger_check()
         owned = report.total_balances + report.total_fees + report.total_escrow_held
         self.stdout.write(
             f"users checked: {report.users_checked}\n"
