@@ -1,5 +1,14 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class CoreConfig(AppConfig):
     name = "core"
+    default = True  # "core" in INSTALLED_APPS means this one, not the admin's config below
+
+
+class AdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin, served by core.admin_site.AdminSite (throttled login)."""
+
+    default = False
+    default_site = "core.admin_site.AdminSite"

@@ -89,3 +89,36 @@ class TieredRateLimit(BaseThrottle):
 
     def wait(self) -> float:
         return self.seconds_left
+
+
+# --- failed sign-ins (the admin login) ------------------------------------------------------------
+
+SIGN_IN_GROUPS = ("sign-in-ip", "sign-in-username")
+
+
+def _sign_in_usage(request, group: str, username: str, *, increment: bool) -> dict | None:
+    if group == "sign-in-ip":
+        key = "ip"
+    else:
+        name = username.strip().casefold()
+        key = lambda _group, _request: name  # noqa: E731 (django-ratelimit takes a key callable)
+    return get_usage(request, group=group, key=key, rate=settings.RATE_LIMITS["auth"], increment=increment)
+
+
+def sign_in_wait(request, *, username: str) -> int:
+    """Seconds until this client IP and this username may try to sign in again (0: now).
+    Counts nothing; with Redis down (fail open) never refuses."""
+    wait = 0
+    for group in SIGN_IN_GROUPS:
+        usage = _sign_in_usage(request, group, username, increment=False)
+        if usage is not None and usage["limit"] and usage["count"] >= usage["limit"]:
+            wait = max(wait, usage["time_left"] + 1)
+    if wait:
+        metrics.RATE_LIMITED.labels("admin-login").inc()
+    return wait
+
+
+def sign_in_failed(request, *, username: str) -> None:
+    """Count one failed sign-in against the client IP and the username."""
+    for group in SIGN_IN_GROUPS:
+        _sign_in_usage(request, group, username, increment=True)
