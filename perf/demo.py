@@ -112,8 +112,7 @@ def _user(username: str, display_name: str, location: str, skills: list[str]) ->
             "skills": skills,
         },
     )
-    user.set_password(DEMO_USER_PASSWORD)
-    user.save(update_fields=["password"])
+    _reset_password(user, DEMO_USER_PASSWORD)
     if created:
         wallet.deposit_create(user_id=user.pk, amount=Decimal("500.00"), reference=f"demo-{username}-1")
         wallet.withdrawal_create(user_id=user.pk, amount=Decimal("25.00"))
@@ -158,6 +157,14 @@ def _bounty(users: dict[str, User], spec: DemoBounty) -> None:
         bounties.bounty_archive(bounty_id=bounty.pk, user_id=owner_id)
 
 
+def _reset_password(user: User, password: str) -> None:
+    # Only when it differs: a new password revokes the user's API tokens (accounts.revocation),
+    # and a restart of `make run` should not sign the demo users out.
+    if not user.check_password(password):
+        user.set_password(password)
+        user.save(update_fields=["password"])
+
+
 @transaction.atomic
 def demo_load(*, admin_password: str) -> DemoSummary:
     """Create (or reset the passwords of) the demo staff user and demo users, and on the first
@@ -166,8 +173,7 @@ def demo_load(*, admin_password: str) -> DemoSummary:
         username=DEMO_ADMIN_USERNAME,
         defaults={"email": "admin@bountyexpo.local", "is_staff": True, "is_superuser": True},
     )
-    admin.set_password(admin_password)
-    admin.save(update_fields=["password"])
+    _reset_password(admin, admin_password)
     users = {spec[0]: _user(*spec) for spec in DEMO_USERS}
     created = 0
     for spec in DEMO_BOUNTIES:

@@ -142,3 +142,34 @@ def test_bad_rate_limits_and_ttls_refuse_to_start(name, value, message):
 
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_production_security_settings_pass_check_deploy():
+    production = {
+        "SECRET_KEY": "s" * 60 + "-production-secret-key-of-enough-variety-123",
+        "ALLOWED_HOSTS": "api.example.com",
+        "SECURE_COOKIES": "1",
+        "SECURE_SSL_REDIRECT": "1",
+        "SECURE_HSTS_SECONDS": "31536000",
+        "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
+        "SECURE_HSTS_PRELOAD": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=settings.BASE_DIR, env={**BASE_ENV, **production}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_https_redirect_leaves_the_probes_on_plain_http():
+    code = (
+        "from django.test import Client\n"
+        "c = Client()\n"
+        "print(c.get('/healthz').status_code, c.get('/api/bounties').status_code)"
+    )
+    result = start_django(code, SECRET_KEY="s" * 50, SECURE_SSL_REDIRECT="1", ALLOWED_HOSTS="testserver")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "301"]

@@ -4,9 +4,9 @@ import os
 
 from django.core.management.base import BaseCommand
 
-from perf.demo import DEMO_USER_PASSWORD, demo_load
+from perf.demo import demo_load
 
-DEFAULT_ADMIN_PASSWORD = "bountyexpo-admin"  # noqa: S105 (demo default, printed on start)
+DEFAULT_ADMIN_PASSWORD = "bountyexpo-admin"  # noqa: S105 (demo default, documented in README)
 
 
 class Command(BaseCommand):
@@ -15,13 +15,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--admin-password",
-            default=os.environ.get("DEMO_ADMIN_PASSWORD", DEFAULT_ADMIN_PASSWORD),
             help="Password of the staff user 'admin' (default: $DEMO_ADMIN_PASSWORD, else "
             f"{DEFAULT_ADMIN_PASSWORD!r}).",
         )
 
-    def handle(self, *args, admin_password: str, **options):
+    def handle(self, *args, admin_password: str | None, **options):
+        # The server log keeps the names and where each password comes from, never a password.
+        if admin_password:
+            source = "--admin-password"
+        elif os.environ.get("DEMO_ADMIN_PASSWORD"):
+            admin_password, source = os.environ["DEMO_ADMIN_PASSWORD"], "$DEMO_ADMIN_PASSWORD"
+        else:
+            admin_password = DEFAULT_ADMIN_PASSWORD
+            source = "README.md, 'The two commands' (set DEMO_ADMIN_PASSWORD to choose your own)"
         summary = demo_load(admin_password=admin_password)
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded ({summary.bounties_created} new bounties)."))
-        self.stdout.write(f"  staff user: {summary.admin_username} / {admin_password}  (admin: /admin/)")
-        self.stdout.write(f"  demo users: {', '.join(summary.users)} / {DEMO_USER_PASSWORD}")
+        self.stdout.write(f"  staff user: {summary.admin_username}, password from {source}  (admin: /admin/)")
+        users = ", ".join(summary.users)
+        self.stdout.write(f"  demo users: {users}, password in README.md, 'The two commands'")
