@@ -13,8 +13,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -112,6 +115,24 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+def run_together(count: int, work: Callable[[int], object]) -> list[object]:
+    """Run ``work(i)`` in ``count`` threads released at the same instant; returns results or
+    the exceptions raised."""
+    barrier = threading.Barrier(count)
+
+    def one(i: int):
+        barrier.wait()
+        try:
+            return work(i)
+        except Exception as exc:  # collected for the assertions
+            return exc
+        finally:
+            connection.close()  # give the thread's connection back to the pool
+
+    with ThreadPoolExecutor(max_workers=count) as executor:
+        return list(executor.map(one, range(count)))
 
 
 def ledger_is_consistent() -> bool:

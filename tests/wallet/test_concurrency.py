@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from bounties.models import BountyRequest, RequestStatus
 from bounties.services import request_accept
 from core.errors import DomainError
-from tests.conftest import client_for, ledger_is_consistent
+from tests.conftest import client_for, ledger_is_consistent, run_together
 from tests.factories import application, funded_user, paid_bounty
 from wallet.models import TransactionType, WalletAccount, WalletTransaction
 from wallet.services import withdrawal_create
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_together(count: int, work: Callable[[int], object]) -> list[object]:
-    """Run ``work(i)`` in ``count`` threads released at the same instant; returns results or
-    the exceptions raised."""
-    barrier = threading.Barrier(count)
-
-    def one(i: int):
-        barrier.wait()
-        try:
-            return work(i)
-        except Exception as exc:  # collected for the assertions
-            return exc
-        finally:
-            connection.close()  # give the thread's connection back to the pool
-
-    with ThreadPoolExecutor(max_workers=count) as executor:
-        return list(executor.map(one, range(count)))
 
 
 def test_fifty_simultaneous_withdrawals_of_ten_from_a_hundred_succeed_exactly_ten_times():
