@@ -5,7 +5,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -79,7 +79,8 @@ class MeView(APIView):
 
 class ProfileView(APIView):
     def get_permissions(self):
-        return [AllowAny()] if self.request.method == "GET" else super().get_permissions()
+        # HEAD and OPTIONS read as GET does.
+        return [AllowAny()] if self.request.method in SAFE_METHODS else super().get_permissions()
 
     @extend_schema(responses={200: PublicProfileSerializer})
     def get(self, request, pk: int):

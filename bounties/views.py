@@ -131,6 +131,10 @@ class BountyViewSet(viewsets.GenericViewSet):
     @extend_schema(request=BountyUpdateSerializer, responses={200: BountyDetailSerializer})
     def partial_update(self, request, pk: int):
         bounty = get_object_or_404(selectors.bounty_detail(), pk=pk)
+        # Who asks is decided before what they sent: a stranger's refusal never depends on the
+        # body (services.bounty_update checks again, under the row lock).
+        if bounty.owner_id != request.user.pk:
+            raise services.NotBountyOwner()
         serializer = BountyUpdateSerializer(bounty, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         services.bounty_update(bounty_id=bounty.pk, user_id=request.user.pk, data=serializer.validated_data)
