@@ -25,6 +25,11 @@ max_requests_jitter = max_requests // 10
 preload_app = False
 worker_tmp_dir = "/dev/shm"  # noqa: S108 (heartbeat files; gunicorn recommends tmpfs)
 pidfile = os.environ.get("GUNICORN_PIDFILE", str(ROOT / ".local" / "gunicorn.pid"))
+# gunicorn 25.1+ opens a control socket (for gunicornc) at one path per user by default, so a
+# second server on the machine (tests, a chaos run) would take it over: keep it beside the pidfile.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", str(Path(pidfile).with_suffix(".ctl")))
+# A Unix socket path is limited to about 100 bytes; a deeper checkout goes without one.
+control_socket_disable = len(control_socket.encode()) > 100
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"
 # The request id is the response header set by RequestIdMiddleware; %(M)s is milliseconds.

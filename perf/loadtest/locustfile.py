@@ -76,8 +76,9 @@ class ApiUser(FastHttpUser):
     def respect_limits(self, name: str, response) -> None:
         """As a well-behaved app does: when the server says nothing is left in this window
         (X-RateLimit-Remaining: 0), leave that endpoint alone until X-RateLimit-Reset."""
-        if response.headers.get("X-RateLimit-Remaining") == "0":
-            reset = float(response.headers.get("X-RateLimit-Reset") or 60)
+        headers = response.headers or {}  # None when the connection was refused
+        if headers.get("X-RateLimit-Remaining") == "0":
+            reset = float(headers.get("X-RateLimit-Reset") or 60)
             self.paused_until[name] = time.monotonic() + reset
 
     def bounty_ids(self, url: str, name: str, **params) -> list[int]:
