@@ -4,29 +4,24 @@ are the ones the tests run against."""
 from __future__ import annotations
 
 import os
-import threading
-import time
+import subprocess
+import sys
 
 import psutil
 import pytest
 
 from perf.loadtest.monitor import Sampler
 
-
-def burn(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        sum(i * i for i in range(10_000))
+BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_sampler_records_every_measure_it_reports():
     sampler = Sampler(server_pid=os.getpid(), generator=psutil.Process(os.getpid()))
     sampler.start()
-    # Long enough for several samples even while this thread competes for the GIL.
-    burner = threading.Thread(target=burn, args=(5,))
-    burner.start()
-    burner.join()
+    # A child process burns, as a gunicorn worker under this "master" would: a thread of this
+    # process would fight the sampler for the GIL and starve its walks of the process table.
+    subprocess.run([sys.executable, "-c", BURN.format(seconds=5)], check=True, timeout=30)
 
     summary = sampler.stop().summary()
 
