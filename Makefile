@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 GUNICORN_PIDFILE ?= .local/gunicorn.pid
 
-.PHONY: help deps services migrate run test bench chaos lint format stop
+.PHONY: help deps services migrate run test bench fuzz chaos lint format stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test: services lint ## bootstrap, lint, then the whole test suite against real P
 
 bench: services ## print read-path latency figures (test database, 50,000 bounties); not part of make test
 	@$(VENV)/bin/pytest bench -q -s -p no:cacheprovider
+
+fuzz: services ## schemathesis against a live server: coverage phase + FUZZ_EXAMPLES (100) examples per operation, ~4,400 requests
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-100} $(VENV)/bin/pytest tests/fuzz -q -s -p no:cacheprovider
 
 # The command only orchestrates a throwaway stack (each server it starts gets its own key), so a
 # fresh clone without .local/env may run it.

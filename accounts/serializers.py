@@ -43,6 +43,10 @@ class TokenSerializer(serializers.Serializer):
 
 class PublicProfileSerializer(serializers.ModelSerializer):
     created_at = serializers.DateTimeField(source="date_joined", read_only=True)
+    # A plain string, not format uri: profiles without an avatar return "".
+    avatar_url = serializers.CharField(
+        read_only=True, help_text="The avatar's http(s) URL, or an empty string when there is none."
+    )
 
     class Meta:
         model = User
@@ -52,6 +56,12 @@ class PublicProfileSerializer(serializers.ModelSerializer):
 
 class PrivateProfileSerializer(PublicProfileSerializer):
     """The owner's view of a profile: adds email and the last update time."""
+
+    # A plain string, not format email: the owner may clear it (PATCH "email": ""), and Django
+    # accepts internationalised domains that JSON Schema's "email" format does not.
+    email = serializers.CharField(
+        read_only=True, help_text="The address given at registration or since, or an empty string."
+    )
 
     class Meta(PublicProfileSerializer.Meta):
         fields = [*PublicProfileSerializer.Meta.fields, "email", "updated_at"]

@@ -46,7 +46,10 @@ class BountySearchResultSerializer(BountyListSerializer):
 
 
 class BountyDetailSerializer(BountyListSerializer):
-    hunter_username = serializers.CharField(source="hunter.username", read_only=True, default=None)
+    # None until a hunter is accepted (the schema must say so: allow_null).
+    hunter_username = serializers.CharField(
+        source="hunter.username", read_only=True, default=None, allow_null=True
+    )
 
     class Meta(BountyListSerializer.Meta):
         fields = [

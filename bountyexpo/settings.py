@@ -262,7 +262,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Adds the error responses and area tags to every operation (core/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "core.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "core.pagination.CursorPagination",
     "DEFAULT_THROTTLE_CLASSES": ["core.ratelimit.TieredRateLimit"],
@@ -277,6 +278,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The areas core.schema.ApiAutoSchema.get_tags files operations under, in this order.
+    "TAGS": [
+        {"name": "auth", "description": "Register, log in (bearer tokens) and log out."},
+        {"name": "profiles", "description": "Public profiles, your own profile, and user statistics."},
+        {"name": "bounties", "description": "Posting, listing, searching and the bounty status flow."},
+        {"name": "applications", "description": "Hunters' applications to bounties and owners' decisions."},
+        {"name": "wallet", "description": "Balance, ledger, deposits and withdrawals."},
+        {"name": "messaging", "description": "Conversations and their messages."},
+    ],
     "ENUM_NAME_OVERRIDES": {
         "BountyStatusEnum": "bounties.models.BountyStatus",
         "RequestStatusEnum": "bounties.models.RequestStatus",

@@ -93,6 +93,8 @@ def idempotent(handler):
             )
             return response
 
+    # Lets the OpenAPI schema (core/schema.py) document 422 on exactly these handlers.
+    wrapper.idempotent = True
     return wrapper
 
 

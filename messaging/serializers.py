@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from messaging.models import Conversation, Message
@@ -17,7 +18,10 @@ class ParticipantSerializer(serializers.Serializer):
 class LastMessageSerializer(serializers.Serializer):
     text = serializers.CharField(source="last_message_preview")
     sender_id = serializers.IntegerField(source="last_message_sender_id", allow_null=True)
-    sender_username = serializers.CharField(source="last_message_sender.username", default=None)
+    # The sender's account may be gone (SET_NULL): both sender fields can be null.
+    sender_username = serializers.CharField(
+        source="last_message_sender.username", default=None, allow_null=True
+    )
     created_at = serializers.DateTimeField(source="last_message_at")
 
 
@@ -44,6 +48,7 @@ class ConversationSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(LastMessageSerializer(allow_null=True))
     def get_last_message(self, conversation) -> dict | None:
         if conversation.last_message_at is None:
             return None

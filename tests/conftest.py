@@ -8,9 +8,7 @@ cache in database 0 is never touched.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,7 +20,6 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import connection
 from django.test.utils import override_settings
@@ -32,6 +29,7 @@ from rest_framework.test import APIClient
 from accounts.services import token_issue
 from core import response_cache
 from core.db import availability
+from perf.chaos.harness import RedisServer, free_port
 from tests.factories import UserFactory
 from wallet.selectors import ledger_check
 
@@ -139,64 +137,16 @@ def ledger_is_consistent() -> bool:
     return ledger_check().ok
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A real, throwaway redis-server that a test can stop and start again on one port."""
-
-    def __init__(self, tmp_path):
-        self.port = free_port()
-        self.dir = tmp_path
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.dir),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-
 @pytest.fixture
 def own_redis(tmp_path):
+    """A real, throwaway redis-server the test may stop and start again on its port."""
     server = RedisServer(tmp_path)
     server.start()
     caches = {alias: {**config, "LOCATION": server.url} for alias, config in settings.CACHES.items()}
-    with override_settings(CACHES=caches):
-        yield server
-    if server.process.poll() is None:
+    try:
+        with override_settings(CACHES=caches):
+            yield server
+    finally:
         server.stop()
 
 
@@ -216,7 +166,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 @contextmanager
 def gunicorn_server(tmp_path, **env: str):
     """A real gunicorn (deploy/gunicorn.conf.py) on a free port over the test database;
-    yields its base URL once /readyz answers, stops it afterwards."""
+    yields it once /readyz answers (``url``, and ``log``: its output), stops it afterwards."""
     port = free_port()
     folder = tmp_path / f"gunicorn-{port}"
     folder.mkdir()
@@ -227,10 +177,12 @@ def gunicorn_server(tmp_path, **env: str):
         PROMETHEUS_MULTIPROC_DIR=str(folder / "metrics"),
         **env,
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "bountyexpo.wsgi"],
-        cwd=settings.BASE_DIR, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = folder / "server.log"
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "bountyexpo.wsgi"],
+            cwd=settings.BASE_DIR, env=server_env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -240,9 +192,10 @@ def gunicorn_server(tmp_path, **env: str):
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("gunicorn did not become ready") from None
+                    raise RuntimeError(f"gunicorn did not become ready:\n{log.read_text()}") from None
                 time.sleep(0.3)
         server.url = url
+        server.log = log
         yield server
     finally:
         server.send_signal(signal.SIGTERM)
