@@ -5,8 +5,8 @@ whole timeout (``DATABASE_CONNECT_TIMEOUT``, 5 s) before failing, and the pool r
 connections with exponential backoff (1, 2, 4, 8 ... s), so it can come back many seconds
 after PostgreSQL did. Here, per process:
 
-- **up**: requests check connections out of the pool as usual (a pool with no connection at
-  all is checked first, as when suspect).
+- **up**: requests check connections out of the pool as usual (a pool not opened yet is
+  checked first, as when suspect).
 - **suspect**: something looked like a lost database (the pool gave up reconnecting, a
   checkout failed, a query lost its connection: then the pool is drained too, since its other
   idle connections date from before the loss). The next request probes PostgreSQL with one
@@ -115,19 +115,13 @@ def _probe(wrapper) -> bool:
     return True
 
 
-def _pool_empty(pool) -> bool:
-    """Not opened yet (it opens on the first checkout), or every connection given up. Both cost
-    one get_stats() of microseconds; "zero-valued keys may be missing" from it."""
-    return pool.closed or not pool.get_stats().get("pool_size", 0)
-
-
 def before_checkout(wrapper) -> None:
     """Called before each pool checkout: raises DatabaseUnavailable at once while down,
-    and lets one request per interval probe while down or suspect, or while the pool holds no
-    connection at all (a worker's first request, or a pool that gave up its connections):
-    a checkout from an empty pool with PostgreSQL gone would wait out the pool's timeout."""
+    and lets one request per interval probe while down or suspect, or before the pool's first
+    checkout (it opens then): opening a pool with PostgreSQL gone would wait out its timeout.
+    (A pool that gives up its connections later says so through pool_gave_up.)"""
     guard = _guard
-    if guard.state == UP and not _pool_empty(wrapper.pool):
+    if guard.state == UP and not wrapper.pool.closed:
         return
     now = time.monotonic()
     if now >= guard.next_probe and guard.probing.acquire(blocking=False):
