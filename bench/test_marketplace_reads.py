@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from bench.timing import percentile, timed
 from bounties import selectors
 from bounties.models import BountyStatus
-from perf.synthetic import insert_bounties
+from perf.loadtest.synthetic import insert_bounties
 from tests.factories import UserFactory
 
 BOUNTIES = 50_000

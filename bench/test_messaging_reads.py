@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bench.timing import percentile, timed
-from perf.synthetic import insert_conversations
+from perf.loadtest.synthetic import insert_conversations
 from tests.conftest import client_for
 from tests.factories import UserFactory
 

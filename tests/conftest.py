@@ -29,7 +29,7 @@ from rest_framework.test import APIClient
 from accounts.services import token_issue
 from core import response_cache
 from core.db import availability
-from perf.chaos.harness import RedisServer, free_port
+from perf.loadtest.chaos.harness import RedisServer, free_port
 from tests.factories import UserFactory
 from wallet.selectors import ledger_check
 

@@ -23,7 +23,7 @@ from django.db import connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from perf.loadtest import monitor
+from perf.loadtest import sampler as resources
 from perf.loadtest.profiles import Profile
 from perf.loadtest.report import bottlenecks, render_chart, render_comparison, render_markdown
 from perf.loadtest.results import evaluate, load_stats, passed
@@ -56,7 +56,7 @@ def _environment(server: list[psutil.Process]) -> str:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0]
     try:
-        redis_version = monitor.get_redis_connection("default").info("server")["redis_version"]
+        redis_version = resources.get_redis_connection("default").info("server")["redis_version"]
     except RedisError:
         redis_version = "unreachable"
     workers = max(0, len(server) - 1)
@@ -110,15 +110,15 @@ def run_loadtest(
         raise LoadTestError(
             f"no tokens file at {tokens_file}: run `manage.py seed_data` first (or --tokens-file)."
         )
-    server = monitor.server_processes(server_pid)
+    server = resources.server_processes(server_pid)
     started_at = timezone.now()
     workdir = report_dir / f"{started_at:%Y%m%d-%H%M%S}-{profile.name}"
     workdir.mkdir(parents=True, exist_ok=True)
     prefix = workdir / "locust"
 
-    statements_before = monitor.statements_snapshot()
-    redis_before = monitor.redis_counters()
-    cache_before = monitor.response_cache_counters(host)
+    statements_before = resources.statements_snapshot()
+    redis_before = resources.redis_counters()
+    cache_before = resources.response_cache_counters(host)
     env = {
         **os.environ,
         "LOADTEST_PROFILE": json.dumps(profile.as_json()),
@@ -131,7 +131,7 @@ def run_loadtest(
     ]  # fmt: skip
     with open(workdir / "locust.log", "w") as log:
         generator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-    sampler = monitor.Sampler(
+    sampler = resources.Sampler(
         server_pid=server[0].pid if server else None, generator=psutil.Process(generator.pid)
     )
     sampler.start()
@@ -166,10 +166,12 @@ def run_loadtest(
         "passed": passed(checks),
         "resources": samples.summary(),
         "database": {
-            "top_queries": monitor.statements_delta(statements_before, monitor.statements_snapshot())
+            "top_queries": resources.statements_delta(statements_before, resources.statements_snapshot())
         },
-        "redis": monitor.redis_delta(redis_before, monitor.redis_counters()),
-        "response_cache": monitor.response_cache_delta(cache_before, monitor.response_cache_counters(host)),
+        "redis": resources.redis_delta(redis_before, resources.redis_counters()),
+        "response_cache": resources.response_cache_delta(
+            cache_before, resources.response_cache_counters(host)
+        ),
         "notes": notes,
         "actions": actions,
     }

@@ -9,7 +9,7 @@ import pytest
 
 from bounties import selectors
 from bounties.models import BountyStatus
-from perf.synthetic import insert_bounties
+from perf.loadtest.synthetic import insert_bounties
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

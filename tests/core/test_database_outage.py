@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.conf import settings
 
-from perf.chaos.harness import PostgresCluster, free_port, manage, stop_process_group, wait_until
+from perf.loadtest.chaos.harness import PostgresCluster, free_port, manage, stop_process_group, wait_until
 from tests.conftest import subprocess_env
 
 pytestmark = pytest.mark.timeout(240)

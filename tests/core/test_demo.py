@@ -6,7 +6,7 @@ from django.core.management import call_command
 from accounts.models import User
 from bounties.models import Bounty, BountyRequest, BountyStatus
 from messaging.models import Conversation, Message
-from perf.demo import DEMO_USER_PASSWORD
+from perf.loadtest.demo import DEMO_USER_PASSWORD
 from tests.conftest import client_for, ledger_is_consistent
 from wallet.models import TransactionType, WalletTransaction
 

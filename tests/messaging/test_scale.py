@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from messaging import selectors
 from messaging.models import Conversation
 from messaging.services import conversation_open
-from perf.synthetic import insert_conversations
+from perf.loadtest.synthetic import insert_conversations
 from tests.conftest import client_for
 from tests.factories import UserFactory
 

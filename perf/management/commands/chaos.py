@@ -5,9 +5,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from perf.chaos.harness import ChaosError
-from perf.chaos.plan import FAULT_NAMES, ChaosPlan
-from perf.chaos.runner import default_report_dir, run_chaos
+from perf.loadtest.chaos.harness import ChaosError
+from perf.loadtest.chaos.plan import FAULT_NAMES, ChaosPlan
+from perf.loadtest.chaos.runner import default_report_dir, run_chaos
 
 DEFAULTS = ChaosPlan()
 

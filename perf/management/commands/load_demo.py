@@ -4,7 +4,7 @@ import os
 
 from django.core.management.base import BaseCommand
 
-from perf.demo import demo_load
+from perf.loadtest.demo import demo_load
 
 DEFAULT_ADMIN_PASSWORD = "bountyexpo-admin"  # noqa: S105 (demo default, documented in README)
 

@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from perf.loadtest.profiles import PROFILES
 from perf.loadtest.runner import LoadTestError, default_report_dir, run_loadtest
+from perf.loadtest.seed import TOKENS_FILE
 from perf.models import LoadTestRun
-from perf.seed import TOKENS_FILE
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core import response_cache
 from core.db.maintenance import maintenance_statement_timeout
-from perf.seed import SEED_USER_PASSWORD, DatabaseNotEmpty, SeedPlan, seed_marketplace
+from perf.loadtest.seed import SEED_USER_PASSWORD, DatabaseNotEmpty, SeedPlan, seed_marketplace
 
 COUNTS = {
     "users": "users",

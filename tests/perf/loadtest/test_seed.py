@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
 from messaging.models import Conversation, Message
-from perf.seed import SEED_USER_PASSWORD
+from perf.loadtest.seed import SEED_USER_PASSWORD
 from tests.conftest import ledger_is_consistent
 from tests.factories import UserFactory
 from wallet.models import TransactionType, WalletTransaction

@@ -10,7 +10,7 @@ import sys
 import psutil
 import pytest
 
-from perf.loadtest.monitor import Sampler
+from perf.loadtest.sampler import Sampler
 
 BURN = "import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
 

@@ -25,9 +25,9 @@ import psutil
 from psycopg import sql
 
 from bounties.models import Bounty
-from perf.chaos import probe as probe_module
-from perf.chaos.faults import FAULTS, FaultWindow, Lab
-from perf.chaos.harness import (
+from perf.loadtest.chaos import probe as probe_module
+from perf.loadtest.chaos.faults import FAULTS, FaultWindow, Lab
+from perf.loadtest.chaos.harness import (
     BASE_DIR,
     ChaosError,
     Clock,
@@ -38,8 +38,8 @@ from perf.chaos.harness import (
     free_port,
     manage,
 )
-from perf.chaos.plan import ChaosPlan
-from perf.chaos.report import (
+from perf.loadtest.chaos.plan import ChaosPlan
+from perf.loadtest.chaos.report import (
     measure_fault,
     probe_window,
     read_access_log,

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from perf.chaos.faults import FAULTS, FaultWindow
-from perf.chaos.plan import HANG_MARGIN_SECONDS, RECOVERY_LIMIT_SECONDS, ChaosPlan
-from perf.chaos.probe import ProbeRecord
+from perf.loadtest.chaos.faults import FAULTS, FaultWindow
+from perf.loadtest.chaos.plan import HANG_MARGIN_SECONDS, RECOVERY_LIMIT_SECONDS, ChaosPlan
+from perf.loadtest.chaos.probe import ProbeRecord
 
 ACCESS_LINE = re.compile(r"^\[(?P<time>[^\]]+)\] (?P<status>\d{3}) (?P<ms>\d+)ms ")
 GUNICORN_LINE = re.compile(

@@ -15,7 +15,7 @@ import psutil
 import pytest
 from django.conf import settings
 
-from perf.chaos.plan import FAULT_NAMES, ChaosPlan
+from perf.loadtest.chaos.plan import FAULT_NAMES, ChaosPlan
 
 QUICK = ChaosPlan.quick_plan()
 

@@ -17,8 +17,15 @@ from dataclasses import asdict, dataclass, field
 import psutil
 from psycopg import sql
 
-from perf.chaos.harness import ChaosError, Clock, GunicornServer, PostgresCluster, RedisServer, wait_until
-from perf.chaos.plan import HANG_MARGIN_SECONDS, RECOVERY_LIMIT_SECONDS, ChaosPlan
+from perf.loadtest.chaos.harness import (
+    ChaosError,
+    Clock,
+    GunicornServer,
+    PostgresCluster,
+    RedisServer,
+    wait_until,
+)
+from perf.loadtest.chaos.plan import HANG_MARGIN_SECONDS, RECOVERY_LIMIT_SECONDS, ChaosPlan
 
 
 @dataclass
