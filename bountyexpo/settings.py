@@ -294,6 +294,37 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- The perf admin (perf/monitor/) ------------------------------------------------------------
+# Every page's SQL runs on a connection of its own with this statement timeout.
+PERF_STATEMENT_TIMEOUT_MS = env_int("PERF_STATEMENT_TIMEOUT_MS", 2000, minimum=100)
+# Live queries (and the overview's long-running check) list queries running longer than this.
+PERF_LONG_QUERY_SECONDS = env_float("PERF_LONG_QUERY_SECONDS", 1.0, minimum=0)
+# Overview thresholds: amber at the first, red at the second.
+PERF_POOL_WARNING_PCT = env_int("PERF_POOL_WARNING_PCT", 80, minimum=1, maximum=100)
+PERF_POOL_CRITICAL_PCT = env_int("PERF_POOL_CRITICAL_PCT", 95, minimum=1, maximum=100)
+PERF_CONNECTIONS_WARNING_PCT = env_int("PERF_CONNECTIONS_WARNING_PCT", 70, minimum=1, maximum=100)
+PERF_CONNECTIONS_CRITICAL_PCT = env_int("PERF_CONNECTIONS_CRITICAL_PCT", 90, minimum=1, maximum=100)
+# Response-cache hit rate: amber under the first, red under the second.
+PERF_CACHE_HIT_WARNING_PCT = env_int("PERF_CACHE_HIT_WARNING_PCT", 70, minimum=0, maximum=100)
+PERF_CACHE_HIT_CRITICAL_PCT = env_int("PERF_CACHE_HIT_CRITICAL_PCT", 50, minimum=0, maximum=100)
+PERF_REDIS_MEMORY_WARNING_PCT = env_int("PERF_REDIS_MEMORY_WARNING_PCT", 80, minimum=1, maximum=100)
+PERF_REDIS_MEMORY_CRITICAL_PCT = env_int("PERF_REDIS_MEMORY_CRITICAL_PCT", 95, minimum=1, maximum=100)
+# A statement is slow when its mean time over the window is above this.
+PERF_SLOW_QUERY_MS = env_int("PERF_SLOW_QUERY_MS", 100, minimum=1)
+# Tables over this many rows whose index-scan share is under PERF_INDEX_SCAN_MIN_PCT are flagged.
+PERF_SEQ_SCAN_MIN_ROWS = env_int("PERF_SEQ_SCAN_MIN_ROWS", 10_000, minimum=0)
+PERF_INDEX_SCAN_MIN_PCT = env_int("PERF_INDEX_SCAN_MIN_PCT", 95, minimum=0, maximum=100)
+# check_ledger older than this is amber on the overview.
+PERF_LEDGER_CHECK_MAX_AGE_HOURS = env_int("PERF_LEDGER_CHECK_MAX_AGE_HOURS", 24, minimum=1)
+# pg_stat_statements snapshots: a page view takes one when the newest is older than this; kept
+# this many days (perf_snapshot prunes).
+PERF_SNAPSHOT_MAX_AGE_SECONDS = env_int("PERF_SNAPSHOT_MAX_AGE_SECONDS", 300, minimum=10)
+PERF_SNAPSHOT_RETENTION_DAYS = env_int("PERF_SNAPSHOT_RETENTION_DAYS", 7, minimum=1)
+# Each gunicorn worker publishes its pool statistics this often; the pool page's history covers
+# the last PERF_POOL_HISTORY_MINUTES.
+PERF_POOL_PUBLISH_SECONDS = env_int("PERF_POOL_PUBLISH_SECONDS", 5, minimum=1)
+PERF_POOL_HISTORY_MINUTES = env_int("PERF_POOL_HISTORY_MINUTES", 60, minimum=1)
+
 # --- Internationalisation and static files ----------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -9,7 +9,10 @@ limit, the login page answers 429 with ``Retry-After`` and does not check the pa
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
 from core import ratelimit
@@ -18,6 +21,19 @@ from core import ratelimit
 class AdminSite(admin.AdminSite):
     site_header = "BountyExpo administration"
     site_title = "BountyExpo admin"
+
+    def admin_view(self, view, cacheable=False):
+        """Django sends anyone without admin access to the login page; a signed-in user who is
+        not staff gets 403 instead: signing in again would not help them."""
+        guarded = super().admin_view(view, cacheable)
+
+        @wraps(view)
+        def inner(request, *args, **kwargs):
+            if request.user.is_authenticated and not (request.user.is_active and request.user.is_staff):
+                raise PermissionDenied
+            return guarded(request, *args, **kwargs)
+
+        return inner
 
     def login(self, request, extra_context=None):
         if request.method != "POST":

@@ -2,6 +2,16 @@ from __future__ import annotations
 
 from django.db import models
 
+# The monitor's pages (unmanaged models: a place in the admin, no table).
+from perf.monitor.models import (  # noqa: F401
+    CacheStats,
+    ConnectionPool,
+    IndexUsage,
+    LiveQuery,
+    Overview,
+    QueryStats,
+)
+
 
 class LoadTestRun(models.Model):
     """One `manage.py loadtest` run: its configuration, verdict and everything it measured."""

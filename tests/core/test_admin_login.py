@@ -80,3 +80,12 @@ def test_with_redis_down_the_login_fails_open(staff, own_redis):
         assert sign_in("ops", WRONG).status_code == 200
 
     assert sign_in("ops", DEFAULT_PASSWORD).status_code == 302
+
+
+def test_a_signed_in_user_who_is_not_staff_gets_403_from_the_admin(staff):
+    client = Client()
+    client.force_login(UserFactory(username="member"))
+
+    assert client.get("/admin/").status_code == 403
+    assert client.get("/admin/accounts/user/").status_code == 403
+    assert Client().get("/admin/").status_code == 302  # anonymous: to the login page
