@@ -35,6 +35,13 @@ find_python() {
 system_packages() {
   local missing=()
   if [ -z "${DATABASE_URL:-}" ] && ! pg_bindir >/dev/null; then missing+=(postgresql-15); fi
+  # The perf admin's index suggestions: predicates from pg_qualstats, proven with hypopg.
+  if [ -z "${DATABASE_URL:-}" ]; then
+    local lib
+    lib=$(pg_bindir 2>/dev/null | sed 's#/bin$#/lib#') || true
+    [ -n "$lib" ] && [ -f "$lib/pg_qualstats.so" ] || missing+=(postgresql-15-pg-qualstats)
+    [ -n "$lib" ] && [ -f "$lib/hypopg.so" ] || missing+=(postgresql-15-hypopg)
+  fi
   if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then missing+=(redis-server); fi
   if ! command -v psql >/dev/null 2>&1; then missing+=(postgresql-client-15); fi
   local python

@@ -47,6 +47,10 @@ pg_home() {
 
 pg_bindir() { "$ROOT/deploy/bootstrap.sh" pg-bindir || die "PostgreSQL server binaries not found (apt-get install postgresql-15)."; }
 
+# pg_stat_statements: the perf admin's query statistics; pg_qualstats: the predicates its index
+# suggestions start from (the hypopg extension that proves them needs no preload).
+PRELOAD="pg_stat_statements,pg_qualstats"
+
 pg_start() {
   local bindir home data
   bindir=$(pg_bindir)
@@ -78,7 +82,8 @@ work_mem = 16MB
 maintenance_work_mem = 256MB
 effective_cache_size = 4GB
 random_page_cost = 1.1
-shared_preload_libraries = 'pg_stat_statements'
+shared_preload_libraries = '$PRELOAD'
+pg_qualstats.sample_rate = 1
 pg_stat_statements.max = 10000
 pg_stat_statements.track = top
 track_io_timing = on
@@ -89,7 +94,17 @@ synchronous_commit = off
 EOF
 
   if as_pg "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
-    log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+    # A library to preload takes effect only at start: restart a cluster started without it.
+    local running
+    running=$(PGPASSWORD="$PG_PASSWORD" psql -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
+      "SHOW shared_preload_libraries" 2>/dev/null || true)
+    if [ "$running" != "$PRELOAD" ]; then
+      log "restarting PostgreSQL to preload $PRELOAD (it runs with '${running}')"
+      as_pg "$bindir/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 restart -m fast >/dev/null ||
+        { tail -n 20 "$home/postgres.log" >&2; die "PostgreSQL did not restart"; }
+    else
+      log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+    fi
   else
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $home/postgres.log)"
     as_pg "$bindir/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start >/dev/null ||
