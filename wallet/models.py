@@ -110,3 +110,28 @@ class WalletTransaction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.amount} for user {self.user_id}"
+
+
+class LedgerCheckRun(models.Model):
+    """One run of the ledger check (``manage.py check_ledger`` or the admin action) and what it
+    found, so "when was the ledger last verified, and was it whole" has an answer."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    ok = models.BooleanField()
+    users_checked = models.PositiveIntegerField()
+    # How many users' balances differed from their ledger sum (the command's output names them).
+    mismatched_users = models.PositiveIntegerField()
+    # The report's totals as decimal strings (money is never a float), plus totals_ok.
+    totals = models.JSONField(default=dict)
+    # "command", or "admin:<username>" for the admin action.
+    triggered_by = models.CharField(max_length=160)
+
+    class Meta:
+        indexes = [
+            # last_ledger_check() and the admin list: newest run first
+            models.Index(fields=["-started_at"], name="ledgercheck_started_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"ledger check {self.started_at:%Y-%m-%d %H:%M:%S}: {'ok' if self.ok else 'broken'}"

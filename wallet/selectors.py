@@ -8,7 +8,13 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
-from wallet.models import TransactionStatus, TransactionType, WalletAccount, WalletTransaction
+from wallet.models import (
+    LedgerCheckRun,
+    TransactionStatus,
+    TransactionType,
+    WalletAccount,
+    WalletTransaction,
+)
 
 ZERO = Decimal("0.00")
 
@@ -107,3 +113,8 @@ def ledger_check() -> LedgerReport:
         total_deposits=totals["deposits"] or ZERO,
         total_withdrawals=-(totals["withdrawals"] or ZERO),
     )
+
+
+def last_ledger_check() -> LedgerCheckRun | None:
+    """The most recent recorded ledger check, whoever ran it (ledgercheck_started_idx)."""
+    return LedgerCheckRun.objects.order_by("-started_at").first()

@@ -14,10 +14,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 from rest_framework import status
 
 from core.errors import DomainError
-from wallet.models import TransactionType, WalletAccount, WalletTransaction
+from wallet.models import LedgerCheckRun, TransactionType, WalletAccount, WalletTransaction
+from wallet.selectors import LedgerReport, ledger_check
 
 CENT = Decimal("0.01")
 MIN_WITHDRAWAL = Decimal("10.00")
@@ -180,3 +182,31 @@ def escrow_refund(*, bounty, owner_id: int) -> WalletTransaction | None:
             )
     except IntegrityError:
         raise EscrowAlreadySettled() from None
+
+
+@transaction.atomic
+def ledger_check_run(*, triggered_by: str) -> tuple[LedgerReport, LedgerCheckRun]:
+    """Check the whole ledger (selectors.ledger_check) and record the run as a LedgerCheckRun.
+
+    ``triggered_by`` is "command" or "admin:<username>". A check that raises (a statement
+    timeout) records nothing: it has no result to keep.
+    """
+    started_at = timezone.now()
+    report = ledger_check()
+    run = LedgerCheckRun.objects.create(
+        started_at=started_at,
+        finished_at=timezone.now(),
+        ok=report.ok,
+        users_checked=report.users_checked,
+        mismatched_users=len(report.mismatched_users),
+        totals={
+            "balances": str(report.total_balances),
+            "fees": str(report.total_fees),
+            "escrow_held": str(report.total_escrow_held),
+            "deposits": str(report.total_deposits),
+            "withdrawals": str(report.total_withdrawals),
+            "totals_ok": report.totals_ok,
+        },
+        triggered_by=triggered_by,
+    )
+    return report, run

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from core.db.maintenance import maintenance_statement_timeout
-from wallet.selectors import ledger_check
+from wallet.services import ledger_check_run
 
 MAX_LISTED = 50
 
@@ -12,12 +12,13 @@ class Command(BaseCommand):
     help = (
         "Verify the wallet invariants over the whole database: every balance equals the sum of "
         "its completed ledger rows, and balances + fees + escrow held == deposits - withdrawals. "
-        "Exits non-zero, naming the offending users, when one is broken."
+        "Exits non-zero, naming the offending users, when one is broken. Every run is recorded "
+        "(wallet.LedgerCheckRun, listed in the admin)."
     )
 
     def handle(self, *args, **options) -> None:
         with maintenance_statement_timeout():  # whole-ledger scans outlast the API's timeout
-            report = ledger_check()
+            report, _ = ledger_check_run(triggered_by="command")
         owned = report.total_balances + report.total_fees + report.total_escrow_held
         self.stdout.write(
             f"users checked: {report.users_checked}\n"
