@@ -48,6 +48,14 @@ def on_starting(server):
     metrics_dir.mkdir(parents=True)
 
 
+def post_worker_init(worker):
+    # The pool page shows every worker's pool: each one publishes its own statistics to Redis
+    # from a daemon thread, started here, after the fork (it never touches the database).
+    from perf.monitor.pool import start_publisher
+
+    start_publisher()
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

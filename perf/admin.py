@@ -2,3 +2,5 @@
 registers what it shows."""
 
 from perf.loadtest import admin as loadtest_admin  # noqa: F401
+from perf.monitor import cache as cache_page  # noqa: F401
+from perf.monitor import pool as pool_page  # noqa: F401

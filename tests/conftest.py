@@ -170,13 +170,13 @@ def gunicorn_server(tmp_path, **env: str):
     port = free_port()
     folder = tmp_path / f"gunicorn-{port}"
     folder.mkdir()
-    server_env = subprocess_env(
-        BIND=f"127.0.0.1:{port}",
-        GUNICORN_WORKERS="2",
-        GUNICORN_PIDFILE=str(folder / "g.pid"),
-        PROMETHEUS_MULTIPROC_DIR=str(folder / "metrics"),
-        **env,
-    )
+    defaults = {
+        "BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_PIDFILE": str(folder / "g.pid"),
+        "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
+    }
+    server_env = subprocess_env(**{**defaults, **env})
     log = folder / "server.log"
     with log.open("wb") as output:
         server = subprocess.Popen(
