@@ -42,6 +42,11 @@ def level_for(value: float | None, *, warning: float, critical: float, higher_is
     return Level.CRITICAL if value <= critical else Level.WARNING if value <= warning else Level.OK
 
 
+class ActionFailed(Exception):
+    """Raised by a ``confirm`` action that could not do what was asked: the staff user sees an
+    error, and the admin log records the attempt as failed."""
+
+
 class MonitorPageAdmin(admin.ModelAdmin):
     """The changelist of an unmanaged model, shown as a page to staff; nothing to add or edit."""
 
@@ -110,14 +115,17 @@ class MonitorPageAdmin(admin.ModelAdmin):
         object_repr: str,
         danger: bool = False,
     ) -> HttpResponse:
-        """GET: a page asking to confirm. POST: ``perform()`` (returns what happened, for the
-        message and the log), then back to the page."""
+        """GET: a page asking to confirm. POST: ``perform()`` (returns what happened, or raises
+        ActionFailed saying why not), logged either way, then back to the page."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         if request.method == "POST":
-            outcome = perform()
+            try:
+                outcome, level = perform(), messages.SUCCESS
+            except ActionFailed as failure:
+                outcome, level = f"FAILED: {failure}", messages.ERROR
             self.log_action(request, object_id=object_id, object_repr=object_repr, message=outcome)
-            self.message_user(request, outcome, messages.SUCCESS)
+            self.message_user(request, outcome, level)
             return HttpResponseRedirect(self.page_url())
         context = {
             **self.base_context(request),
