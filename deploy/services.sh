@@ -84,6 +84,8 @@ effective_cache_size = 4GB
 random_page_cost = 1.1
 shared_preload_libraries = '$PRELOAD'
 pg_qualstats.sample_rate = 1
+# Predicates kept for the whole cluster (default 1000: one busy database pushes out the rest).
+pg_qualstats.max = 10000
 pg_stat_statements.max = 10000
 pg_stat_statements.track = top
 track_io_timing = on
