@@ -2,6 +2,7 @@
 # Installs what `make run` and `make test` need and is missing.
 #   deploy/bootstrap.sh system   Debian packages (PostgreSQL 15, Redis, python3-venv) when root
 #   deploy/bootstrap.sh python   the virtualenv in .venv from requirements.txt
+#   deploy/bootstrap.sh browser  Debian's chromium when root (the browser test of make test)
 # Each step is skipped when its result is already there, so running it again is cheap.
 set -euo pipefail
 
@@ -83,9 +84,22 @@ python_env() {
   echo "$want" > "$stamp"
 }
 
+# Debian's Chromium, for the perf admin's browser test (make test only, not make run).
+browser_package() {
+  command -v chromium >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ]; then
+    die "missing: chromium (the perf admin's browser test). Install it (Debian: sudo apt-get install chromium)."
+  fi
+  log "installing Debian package: chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
 case "${1:-}" in
   system) system_packages ;;
+  browser) browser_package ;;
   python) python_env ;;
   pg-bindir) pg_bindir ;;
-  *) die "usage: $0 system|python|pg-bindir" ;;
+  *) die "usage: $0 system|python|browser|pg-bindir" ;;
 esac

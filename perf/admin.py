@@ -5,5 +5,6 @@ from perf.loadtest import admin as loadtest_admin  # noqa: F401
 from perf.monitor import cache as cache_page  # noqa: F401
 from perf.monitor import indexes as indexes_page  # noqa: F401
 from perf.monitor import live as live_page  # noqa: F401
+from perf.monitor import overview as overview_page  # noqa: F401
 from perf.monitor import pool as pool_page  # noqa: F401
 from perf.monitor import queries as queries_page  # noqa: F401
