@@ -240,9 +240,22 @@ class BountyAdmin(admin.ModelAdmin):
 
 @admin.register(BountyRequest)
 class BountyRequestAdmin(admin.ModelAdmin):
+    """Applications are read-only here: accepting one moves its bounty to in_progress and rejects
+    the others in one transaction (bounties.services.request_accept), which a form edit of
+    ``status`` would skip, leaving an accepted application on an open bounty."""
+
     list_display = ("id", "bounty", "hunter", "status", "created_at")
     list_filter = ("status",)
     list_select_related = ("bounty", "hunter")
     raw_id_fields = ("bounty", "hunter")
     ordering = ("-created_at",)
     show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -367,3 +367,20 @@ def test_search_filters_on_the_indexed_search_vector_not_ilike(browser):
     assert searches
     assert all('"search_vector" @@' in sql for sql in searches)
     assert not any("LIKE" in sql for sql in searches)
+
+
+def test_applications_are_read_only_in_the_admin():
+    bounty = paid_bounty(amount="30.00")
+    pending = application(bounty)
+    client = Client()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    response = client.post(
+        f"/admin/bounties/bountyrequest/{pending.pk}/change/",
+        {"bounty": bounty.pk, "hunter": pending.hunter_id, "message": pending.message, "status": "accepted"},
+    )
+
+    assert response.status_code == 403
+    pending.refresh_from_db()
+    assert pending.status == "pending"
+    assert client.get("/admin/bounties/bountyrequest/add/").status_code == 403
