@@ -62,12 +62,18 @@ ERROR_DESCRIPTIONS = {
     409: "The object's state does not allow this now (`illegal_transition`, `bounty_not_open`, "
     "`already_applied`, `request_not_pending`, `duplicate_reference`, ...).",
     413: "The body is larger than the server accepts (`request_too_large`).",
+    414: "The request line (path and query string) is longer than the HTTP server accepts "
+    "(gunicorn's `limit_request_line`, 4094 bytes). Answered by the server before the API, so "
+    "not in the error shape.",
     415: "The body is not `application/json` (`unsupported_media_type`).",
     422: "This Idempotency-Key was already used with a different request (`idempotency_key_reused`).",
     429: "Over the rate limit (`throttled`); retry after `Retry-After` seconds.",
     503: "The database or Redis cannot serve the request now (`database_unavailable`, "
     "`database_busy`, `query_timeout`, ...); retry after `Retry-After` seconds.",
 }
+
+# Answered by the HTTP server in front of Django (its own plain body), never by the API.
+SERVER_STATUSES = {414}
 
 RETRY_AFTER = {
     "Retry-After": {
@@ -159,10 +165,9 @@ class ApiAutoSchema(AutoSchema):
                 success.setdefault("headers", {}).update(success_headers)
         error = self._error_component()
         for status_code in sorted(self.error_statuses(operation)):
-            failure: dict[str, Any] = {
-                "description": ERROR_DESCRIPTIONS[status_code],
-                "content": {"application/json": {"schema": error.ref}},
-            }
+            failure: dict[str, Any] = {"description": ERROR_DESCRIPTIONS[status_code]}
+            if status_code not in SERVER_STATUSES:
+                failure["content"] = {"application/json": {"schema": error.ref}}
             if status_code in ERROR_HEADERS:
                 failure["headers"] = dict(ERROR_HEADERS[status_code])
             responses.setdefault(str(status_code), failure)
@@ -185,6 +190,8 @@ class ApiAutoSchema(AutoSchema):
             statuses.add(429)
         if reads_body or has_query:
             statuses.add(400)
+        if has_query:
+            statuses.add(414)
         if reads_body:
             # Parsing is where a body is refused for its type or its size (Django's limit is
             # checked when the body is read; a view that never reads it never answers 413).

@@ -47,6 +47,9 @@ def test_every_operation_documents_its_errors_in_the_one_error_shape_under_an_ar
         errors = {code: response for code, response in operation["responses"].items() if code >= "400"}
         assert {"429", "503"} <= set(errors), label
         for code, response in errors.items():
+            if code == "414":  # gunicorn's own answer, before the API: not in the error shape
+                assert "content" not in response, label
+                continue
             assert response["content"] == {"application/json": {"schema": error_ref}}, (label, code)
         for code in ("429", "503"):
             assert errors[code]["headers"]["Retry-After"]["required"] is True, (label, code)
@@ -66,6 +69,9 @@ def test_error_statuses_follow_each_operation_s_authentication_body_ids_and_rule
     # A body: validation, wrong content type, too large.
     assert {"400", "413", "415"} <= documented["PATCH /api/profiles/{id}"]
     assert "400" not in documented["GET /api/me"]
+    # A query string can outgrow gunicorn's request line (it answers 414 itself).
+    assert "414" in documented["GET /api/bounties"]
+    assert "414" not in documented["GET /api/me"]
     # Idempotent POSTs, and only those, answer 422.
     with_422 = {label for label, codes in documented.items() if "422" in codes}
     assert with_422 == {
