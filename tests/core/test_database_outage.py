@@ -101,7 +101,10 @@ def assert_fast_503s_then_full_service(down, after) -> None:
     for _, _, headers, body in down:
         assert body["error"]["code"] == "database_unavailable"
         assert int(headers["Retry-After"]) >= 1
-    assert slowest[-1] < 1.0, slowest  # fast: no request waits out the pool's 5 s timeout
+    # Fast: no request waits out the pool's 5 s timeout. Half of it is the bound, not 1 s: right
+    # after a HUP a fresh worker may still be importing the app for its first request (1.2 s
+    # seen on a loaded 2-core machine), which is not waiting for PostgreSQL.
+    assert slowest[-1] < 2.5, slowest
     assert first_ok is not None and first_ok < 5, after
     assert all(status == 200 for at, status in after if at > first_ok + 1), after
 
