@@ -85,6 +85,19 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# --- Metrics (core/metrics.py, core/instrumentation.py; GET /metrics) --------------------------
+# Off: no request, SQL or pool metrics are measured and /metrics answers 404 (the benchmark's
+# reference; see README "Observability").
+METRICS_ENABLED = env_bool("METRICS_ENABLED", True)
+# How often each gunicorn worker reports its connection pool to the pool gauges.
+METRICS_POOL_SECONDS = env_float("METRICS_POOL_SECONDS", 5.0, minimum=0.1)
+# A statement taking this long or longer is logged ("bountyexpo.slow_query") and counted.
+SLOW_QUERY_MS = env_int("SLOW_QUERY_MS", 100, minimum=1)
+if METRICS_ENABLED:
+    # Outermost, so the latency covers the whole stack (django-prometheus's Before middleware
+    # plus the guide's series; its After middleware is left out, see core/instrumentation.py).
+    MIDDLEWARE = ["core.instrumentation.PrometheusBeforeMiddleware", *MIDDLEWARE]
+
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024, minimum=0)
 
 ROOT_URLCONF = "bountyexpo.urls"
@@ -166,9 +179,14 @@ REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 0.5, minimum=0.01)
 REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.5, minimum=0.01)
 
 
-def _redis_cache(*, ignore_exceptions: bool) -> dict:
+def _redis_cache(*, ignore_exceptions: bool, counted: bool = True) -> dict:
+    # django-prometheus's subclass of django-redis counts gets, hits and misses per backend
+    # (django_cache_*); the rate-limit alias stays plain (django-ratelimit warns otherwise).
+    counted = counted and METRICS_ENABLED
     return {
-        "BACKEND": "django_redis.cache.RedisCache",
+        "BACKEND": "django_prometheus.cache.backends.redis.RedisCache"
+        if counted
+        else "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "bx"),
         "OPTIONS": {
@@ -189,7 +207,7 @@ CACHES = {
     "responses": _redis_cache(ignore_exceptions=False),
     # Rate-limit counters, a plain alias of their own (TRAPS): a failing call returns None and
     # django-ratelimit then applies RATELIMIT_FAIL_OPEN.
-    "ratelimit": _redis_cache(ignore_exceptions=True),
+    "ratelimit": _redis_cache(ignore_exceptions=True, counted=False),
 }
 
 # --- Response cache (core/response_cache.py) --------------------------------------------------
@@ -375,6 +393,8 @@ LOGGING = {
             "level": "INFO",
             "propagate": False,
         },
+        # Statements over SLOW_QUERY_MS, once each, with route, request id and normalised SQL.
+        "bountyexpo.slow_query": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # Pool connect/remove events and errors: psycopg_pool logs them at INFO/WARNING.
         "psycopg.pool": {
             "handlers": ["console"],

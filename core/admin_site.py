@@ -48,6 +48,9 @@ class AdminSite(admin.AdminSite):
                 status=429,
             )
             response["Retry-After"] = str(wait)
+            response.error_code = (
+                "throttled"  # as the API's 429s; the metrics' error_type (core.instrumentation)
+            )
             return response
         response = super().login(request, extra_context)
         # A successful sign-in redirects; the form shown again with an error is a failure.

@@ -6,6 +6,12 @@ class CoreConfig(AppConfig):
     name = "core"
     default = True  # "core" in INSTALLED_APPS means this one, not the admin's config below
 
+    def ready(self) -> None:
+        from core import metrics
+
+        # Alerts divide by these series: they must exist (at 0) before the first event.
+        metrics.create_zero_series()
+
 
 class AdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin, served by core.admin_site.AdminSite (throttled login)."""

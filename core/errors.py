@@ -80,6 +80,7 @@ def database_failure(exc: BaseException | None) -> tuple[str, str] | None:
 def _unavailable(code: str, message: str, response_class=Response):
     response = response_class(error_body(code, message), status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response["Retry-After"] = str(settings.DATABASE_RETRY_SECONDS)
+    response.error_code = code  # the metrics' error_type (core.instrumentation)
     return response
 
 
@@ -131,7 +132,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 
 def _json_error(status_code: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse(error_body(code, message), status=status_code)
+    response = JsonResponse(error_body(code, message), status=status_code)
+    response.error_code = code  # the metrics' error_type (core.instrumentation)
+    return response
 
 
 def bad_request(request, exception=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from core.metrics import CACHE_ERRORS
+from core.metrics import CACHE_ERRORS, PLAIN_ALIASES
 from core.request_id import get_request_id
 
 
@@ -31,7 +31,7 @@ class PoolEventFilter(logging.Filter):
 class CacheErrorFilter(logging.Filter):
     """On the "bountyexpo.cache" logger: counts each Redis failure django-redis ignored (the
     aliases with IGNORE_EXCEPTIONS log "Exception ignored" with a traceback) in
-    ``cache_errors_total{cache="ignored"}``, and lets through at most one such record every
+    ``cache_errors_total{cache_key_prefix="plain"}``, and lets through at most one such record every
     ``every`` seconds, so an outage does not write a traceback per request."""
 
     def __init__(self, every: float = 10.0):
@@ -43,7 +43,7 @@ class CacheErrorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.getMessage() != "Exception ignored":
             return True
-        CACHE_ERRORS.labels("ignored").inc()
+        CACHE_ERRORS.labels(PLAIN_ALIASES).inc()
         now = time.monotonic()
         if now - self.last < self.every:
             self.suppressed += 1

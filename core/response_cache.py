@@ -26,7 +26,7 @@ than all querying PostgreSQL.
 
 Redis down
 ----------
-Every Redis failure is counted (``cache_errors_total{cache="responses"}``) and the request
+Every Redis failure is counted (``cache_errors_total{cache_key_prefix=<kind or family>}``) and the request
 is answered from PostgreSQL. After a failure this process skips Redis for reads for
 CACHE_RETRY_SECONDS, so an outage costs one timeout per process per interval, not per request.
 Invalidations always try Redis; one that fails is kept and retried by the process before it
@@ -81,6 +81,12 @@ class CachedKind:
     ttl_setting: str
     serializer: type | None = None
     family: str | None = None
+
+    def __post_init__(self) -> None:
+        # Each kind's counters exist from process start (at 0), so rate alerts see data.
+        metrics.touch_cache_prefix(self.name)
+        if self.family is not None:
+            metrics.CACHE_ERRORS.labels(self.family)
 
     @property
     def ttl(self) -> int:
@@ -139,16 +145,24 @@ class _Unavailable(Exception):
     pass
 
 
-def _redis(operation: str, call: Callable[[], Any], *, skip_when_down: bool = True) -> Any:
+def _redis(operation: str, prefix: str, call: Callable[[], Any], *, skip_when_down: bool = True) -> Any:
+    """Run one Redis call for the kind (or invalidation family) ``prefix``; a failure is
+    counted under that prefix, trips the breaker and raises _Unavailable."""
     if skip_when_down and _breaker.is_open():
         raise _Unavailable
     try:
         return call()
     except REDIS_ERRORS as exc:
-        metrics.CACHE_ERRORS.labels(CACHE_ALIAS).inc()
+        metrics.CACHE_ERRORS.labels(prefix).inc()
         logger.warning("response cache %s failed, serving from PostgreSQL: %s", operation, exc)
         _breaker.trip()
         raise _Unavailable from exc
+
+
+def _prefix_of(scope: str) -> str:
+    """The kind or family a generation counter guards (``gen:v1:<name>:...``): the metrics label."""
+    parts = scope.split(":")
+    return parts[2] if len(parts) > 2 else scope
 
 
 def _cache():
@@ -166,9 +180,11 @@ def _current_generation(scope: str, found: int | None) -> int:
         return found
     cache = _cache()
     initial = _new_generation()
-    if _redis("init generation", lambda: cache.add(scope, initial, timeout=GENERATION_TTL)):
+    if _redis(
+        "init generation", _prefix_of(scope), lambda: cache.add(scope, initial, timeout=GENERATION_TTL)
+    ):
         return initial
-    return _redis("get generation", lambda: cache.get(scope))  # another request started it
+    return _redis("get generation", _prefix_of(scope), lambda: cache.get(scope))  # another request started it
 
 
 def etag_for(body: bytes) -> str:
@@ -222,7 +238,7 @@ def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
             if _breaker.is_open():  # still within the pause after a failure: no retry yet
                 raise _Unavailable
             _retry_missed_bumps()
-        found = _redis("read", lambda: cache.get_many([scope, key]))
+        found = _redis("read", kind.name, lambda: cache.get_many([scope, key]))
         generation = _current_generation(scope, found.get(scope))
     except _Unavailable:
         return _computed(kind, compute)
@@ -236,14 +252,14 @@ def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
 
     lock = cache.lock(f"{key}:lock", timeout=settings.CACHE_LOCK_SECONDS, blocking=False)
     try:
-        acquired = _redis("lock", lock.acquire)
+        acquired = _redis("lock", kind.name, lock.acquire)
     except _Unavailable:
         return _computed(kind, compute)
     if not acquired:
         if entry is not None:
             metrics.CACHE_STALE.labels(kind.name).inc()
             return Lookup("stale", entry.body, entry.etag)
-        waited = _wait_for(cache, key, generation)
+        waited = _wait_for(cache, kind, key, generation)
         if waited is not None:
             metrics.CACHE_HITS.labels(kind.name).inc()
             return Lookup("hit", waited.body, waited.etag)
@@ -253,16 +269,16 @@ def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
     finally:
         # LockError: it expired meanwhile, and its timeout already freed it.
         with contextlib.suppress(_Unavailable, LockError):
-            _redis("unlock", lock.release)
+            _redis("unlock", kind.name, lock.release)
 
 
-def _wait_for(cache, key: str, generation: int) -> Entry | None:
+def _wait_for(cache, kind: CachedKind, key: str, generation: int) -> Entry | None:
     """Poll for the entry another request is computing, up to CACHE_LOCK_WAIT_SECONDS."""
     deadline = time.monotonic() + settings.CACHE_LOCK_WAIT_SECONDS
     while time.monotonic() < deadline:
         time.sleep(_WAIT_STEP)
         try:
-            entry = _redis("wait", lambda: cache.get(key))
+            entry = _redis("wait", kind.name, lambda: cache.get(key))
         except _Unavailable:
             return None
         if entry is not None and entry.generation == generation and entry.fresh_until > time.time():
@@ -283,7 +299,11 @@ def _computed(
         entry = Entry(generation, time.time() + kind.ttl, etag, body)
         cache = _cache()
         with contextlib.suppress(_Unavailable):
-            _redis("write", lambda: cache.set(key, entry, timeout=kind.ttl + settings.CACHE_STALE_SECONDS))
+            _redis(
+                "write",
+                kind.name,
+                lambda: cache.set(key, entry, timeout=kind.ttl + settings.CACHE_STALE_SECONDS),
+            )
     return Lookup("miss", body, etag)
 
 
@@ -330,10 +350,11 @@ def bump(scopes: Iterable[str]) -> None:
     for index, scope in enumerate(scopes):
         try:
             try:
-                _redis("bump", lambda scope=scope: cache.incr(scope), skip_when_down=False)
+                _redis("bump", _prefix_of(scope), lambda scope=scope: cache.incr(scope), skip_when_down=False)
             except ValueError:  # no counter yet: start one (nothing can be cached under it)
                 _redis(
                     "bump",
+                    _prefix_of(scope),
                     lambda scope=scope: cache.set(scope, _new_generation(), timeout=GENERATION_TTL),
                     skip_when_down=False,
                 )

@@ -51,9 +51,12 @@ def on_starting(server):
 def post_worker_init(worker):
     # The pool page shows every worker's pool: each one publishes its own statistics to Redis
     # from a daemon thread, started here, after the fork (it never touches the database).
+    from core.metrics import start_pool_reporting
     from perf.monitor.pool import start_publisher
 
     start_publisher()
+    # The pool gauges of /metrics (db_connection_pool_size), summed over the live workers.
+    start_pool_reporting()
 
 
 def child_exit(server, worker):

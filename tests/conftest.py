@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -196,6 +197,7 @@ def gunicorn_server(tmp_path, **env: str):
                 time.sleep(0.3)
         server.url = url
         server.log = log
+        server.metrics_dir = Path(server_env["PROMETHEUS_MULTIPROC_DIR"])
         yield server
     finally:
         server.send_signal(signal.SIGTERM)

@@ -277,7 +277,7 @@ def _collect() -> list:
 @dataclass
 class Counters:
     kinds: dict[str, KindStats] = field(default_factory=dict)
-    errors: dict[str, float] = field(default_factory=dict)  # Redis failures, by cache alias
+    errors: dict[str, float] = field(default_factory=dict)  # Redis failures, by key prefix
 
     @property
     def overall(self) -> KindStats:
@@ -305,8 +305,8 @@ def read_counters() -> Counters:
             if not sample.name.endswith("_total"):
                 continue  # _created timestamps in single-process mode
             if family.name == errors_name:
-                alias = sample.labels.get("cache", "")
-                counters.errors[alias] = counters.errors.get(alias, 0) + sample.value
+                prefix = sample.labels.get("cache_key_prefix", "")
+                counters.errors[prefix] = counters.errors.get(prefix, 0) + sample.value
                 continue
             name = sample.labels.get("cache_key_prefix", "")
             kind = counters.kinds.setdefault(name, KindStats(name))
@@ -529,7 +529,7 @@ class CacheStatsAdmin(MonitorPageAdmin):
                 {"target": t, "generation": generations.get(t.slug), "url": self.invalidate_url(t)}
                 for t in targets
             ],
-            "redis_errors": sorted(counters.errors.items()),
+            "redis_errors": sorted((prefix, count) for prefix, count in counters.errors.items() if count),
             "multiprocess": bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")),
             "hit_warning_pct": settings.PERF_CACHE_HIT_WARNING_PCT,
             "hit_critical_pct": settings.PERF_CACHE_HIT_CRITICAL_PCT,
