@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 GUNICORN_PIDFILE ?= .local/gunicorn.pid
 
-.PHONY: help deps browser services migrate run test bench fuzz chaos lint format stop
+.PHONY: help deps browser promtool services migrate run test bench fuzz chaos lint format stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ deps: ## install what is missing: Debian packages (as root) and the virtualenv
 
 browser: ## install Debian's chromium when missing (as root): the perf admin's browser test
 	@deploy/bootstrap.sh browser
+
+promtool: ## install Debian's prometheus package for promtool when missing (as root): the alert-rule tests
+	@deploy/bootstrap.sh promtool
 
 services: deps ## start the project-local PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set)
 	@deploy/services.sh start
@@ -32,7 +35,7 @@ run: migrate ## bootstrap, migrate, load the demo data and serve on http://127.0
 	@echo "Serving on http://$${BIND:-127.0.0.1:8000}  (docs: /api/docs, admin: /admin/, ready: /readyz). Ctrl-C stops; make stop stops the databases."
 	@exec $(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py bountyexpo.wsgi
 
-test: services browser lint ## bootstrap, lint, then the whole test suite against real PostgreSQL and Redis
+test: services browser promtool lint ## bootstrap, lint, then the whole test suite against real PostgreSQL and Redis
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: services ## print read-path latency figures (test database, 50,000 bounties); not part of make test

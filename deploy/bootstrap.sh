@@ -3,6 +3,7 @@
 #   deploy/bootstrap.sh system   Debian packages (PostgreSQL 15, Redis, python3-venv) when root
 #   deploy/bootstrap.sh python   the virtualenv in .venv from requirements.txt
 #   deploy/bootstrap.sh browser  Debian's chromium when root (the browser test of make test)
+#   deploy/bootstrap.sh promtool Debian's prometheus package when root (its promtool tests the alert rules)
 # Each step is skipped when its result is already there, so running it again is cheap.
 set -euo pipefail
 
@@ -96,10 +97,31 @@ browser_package() {
   apt-get install -y -qq --no-install-recommends chromium >/dev/null
 }
 
+# promtool, for the alert-rule tests (make test only). Debian ships it in the prometheus package,
+# whose server policy-rc.d keeps from starting: the rules are tested, not served.
+promtool_package() {
+  command -v promtool >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ]; then
+    die "missing: promtool (the alert-rule tests). Install it (Debian: sudo apt-get install prometheus), or put a promtool binary from https://prometheus.io/download/ on PATH."
+  fi
+  log "installing Debian package: prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  local own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [ $own_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+}
+
 case "${1:-}" in
   system) system_packages ;;
   browser) browser_package ;;
+  promtool) promtool_package ;;
   python) python_env ;;
   pg-bindir) pg_bindir ;;
-  *) die "usage: $0 system|python|browser|pg-bindir" ;;
+  *) die "usage: $0 system|python|browser|promtool|pg-bindir" ;;
 esac
