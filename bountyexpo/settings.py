@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from core.env import env_bool, env_decimal, env_float, env_int, env_list, env_str
+from core.sentry import init_sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -404,3 +405,17 @@ LOGGING = {
         },
     },
 }
+
+# --- Error reporting (core/sentry.py) -----------------------------------------------------------
+# Off unless SENTRY_DSN is set: then the SDK is not even initialised. Last, so that it sees the
+# final settings; gunicorn does not preload the app, so each worker starts its own client.
+SENTRY_DSN = env_str("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
+SENTRY_RELEASE = env_str("SENTRY_RELEASE")
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0.0)
+init_sentry(
+    SENTRY_DSN,
+    environment=SENTRY_ENVIRONMENT,
+    release=SENTRY_RELEASE or None,
+    traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+)

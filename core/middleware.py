@@ -6,13 +6,15 @@ from django.conf import settings
 from django.middleware.gzip import GZipMiddleware as DjangoGZipMiddleware
 
 from core.request_id import REQUEST_ID_HEADER, bind_request_id, new_request_id, reset_request_id
+from core.sentry import tag_request_id
 
 
 class RequestIdMiddleware:
     """Gives each request an id (the client's X-Request-ID when sane), echoed in the response.
 
     It runs first, so every log line of the request, including Django's own, carries the id,
-    and gunicorn's access log can print it from the response header.
+    and gunicorn's access log can print it from the response header; so do the request's
+    Sentry events, when Sentry is on (core.sentry).
     """
 
     def __init__(self, get_response):
@@ -22,6 +24,7 @@ class RequestIdMiddleware:
         request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
         request.request_id = request_id
         token = bind_request_id(request_id)
+        tag_request_id(request_id)
         try:
             response = self.get_response(request)
         finally:

@@ -1,5 +1,7 @@
 """A URLconf for error-handling tests: the project's URLs plus views that fail on purpose."""
 
+import json
+
 from django.db import connection, transaction
 from django.http import HttpResponse
 from django.urls import include, path
@@ -15,6 +17,15 @@ class CrashingApiView(APIView):
         raise RuntimeError("secret internals: password=hunter2")
 
 
+class CrashingWriteApiView(APIView):
+    """Fails with the posted email address in the exception, as a bug in a real write would."""
+
+    permission_classes = [AllowAny]
+
+    def post(self, request):
+        raise RuntimeError(f"could not notify {request.data['email']}")
+
+
 class ThrottledApiView(APIView):
     permission_classes = [AllowAny]
 
@@ -24,6 +35,10 @@ class ThrottledApiView(APIView):
 
 def crashing_django_view(request) -> HttpResponse:
     raise RuntimeError("secret internals outside DRF")
+
+
+def crashing_django_write_view(request) -> HttpResponse:
+    raise RuntimeError(f"could not notify {json.loads(request.body)['email']} outside DRF")
 
 
 def _slow_query() -> None:
@@ -49,6 +64,8 @@ urlpatterns = [
     path("test/crash", CrashingApiView.as_view()),
     path("test/throttled", ThrottledApiView.as_view()),
     path("test/crash-plain", crashing_django_view),
+    path("test/crash-write", CrashingWriteApiView.as_view()),
+    path("test/crash-write-plain", crashing_django_write_view),
     path("test/slow-query", SlowQueryApiView.as_view()),
     path("test/slow-query-plain", slow_query_django_view),
     path("", include("bountyexpo.urls")),
