@@ -18,6 +18,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django_prometheus import middleware as django_prometheus
+from django_prometheus.conf import NAMESPACE, PROMETHEUS_LATENCY_BUCKETS
+from prometheus_client import Counter, Histogram
 
 from core import metrics
 
@@ -83,6 +85,40 @@ def error_type(response: HttpResponse) -> str:
 # --- requests ----------------------------------------------------------------------------------
 
 
+class _BeforeMetrics(django_prometheus.Metrics):
+    """Only the families the Before middleware moves: django-prometheus's registers all of its
+    After middleware's too, which would be exported and stay at zero forever."""
+
+    _instance = None  # the singleton of this class, not django-prometheus's
+
+    def register(self) -> None:
+        self.requests_total = self.register_metric(
+            Counter,
+            "django_http_requests_before_middlewares_total",
+            "Total count of requests before middlewares run.",
+            namespace=NAMESPACE,
+        )
+        self.responses_total = self.register_metric(
+            Counter,
+            "django_http_responses_before_middlewares_total",
+            "Total count of responses before middlewares run.",
+            namespace=NAMESPACE,
+        )
+        self.requests_latency_before = self.register_metric(
+            Histogram,
+            "django_http_requests_latency_including_middlewares_seconds",
+            "Histogram of requests processing time (including middleware processing time).",
+            buckets=PROMETHEUS_LATENCY_BUCKETS,
+            namespace=NAMESPACE,
+        )
+        self.requests_unknown_latency_before = self.register_metric(
+            Counter,
+            "django_http_requests_unknown_latency_including_middlewares_total",
+            "Count of requests for which the latency was unknown.",
+            namespace=NAMESPACE,
+        )
+
+
 class PrometheusBeforeMiddleware(django_prometheus.PrometheusBeforeMiddleware):
     """The outermost middleware: django-prometheus's request and response counters and its
     whole-stack latency, and the guide's ``http_request_duration_ms`` / ``http_requests_total`` /
@@ -93,6 +129,8 @@ class PrometheusBeforeMiddleware(django_prometheus.PrometheusBeforeMiddleware):
     (by view name, transport, charset, body sizes) repeat what the route-labelled series say
     and cost more than all the rest of the metrics together (README, Observability).
     """
+
+    metrics_cls = _BeforeMetrics
 
     def __init__(self, get_response):
         super().__init__(get_response)

@@ -12,7 +12,8 @@ rounds=${ROUNDS:-20}
 path=${BENCH_PATH:-/api/bounties?limit=20}
 command -v wrk >/dev/null || { echo "wrk is not installed (Debian: apt-get install wrk)" >&2; exit 1; }
 cd "$root"
-work=$(mktemp -d)
+# The metrics files on tmpfs, as deploy/gunicorn.conf.py puts them.
+work=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
