@@ -170,15 +170,23 @@ class _PoolReporter:
 _pool_reporter = _PoolReporter()
 
 
+def stats_of(pool) -> dict[str, int]:
+    """``pool.get_stats()``, true for a pool not opened yet: Django opens a worker's pool on its
+    first query, and until then psycopg reports ``pool_size`` = min_size with none available,
+    which would read as min_size connections in use. A closed pool has no connections."""
+    stats = dict(pool.get_stats())
+    if pool.closed:
+        stats.update(pool_size=0, pool_available=0, requests_waiting=0)
+    return stats
+
+
 def pool_stats(alias: str = "default") -> dict[str, int] | None:
     """The pool statistics of this process for ``alias`` (None without a pool). Never opens a
-    connection: a pool no request has used yet reports its configured sizes."""
+    connection."""
     from django.db import connections
 
     pool = connections[alias].pool
-    if pool is None:
-        return None
-    return pool.get_stats()
+    return None if pool is None else stats_of(pool)
 
 
 def report_pool(stats: dict[str, Any] | None = None) -> None:

@@ -42,6 +42,7 @@ from django_redis import get_redis_connection
 from redis.exceptions import RedisError
 
 from core.cache_keys import make_key
+from core.metrics import stats_of
 from perf.monitor.charts import Chart, Series, Threshold, line_chart, nice, sparkline
 from perf.monitor.db import Section, fetch, monitor_connection
 from perf.monitor.models import ConnectionPool
@@ -128,11 +129,11 @@ def worker_id() -> str:
 def pool_stats() -> dict[str, int] | None:
     """This process's pool statistics with every key present (zeros filled in); None when the
     database is not configured with a pool. Never touches the database: a pool not opened yet
-    (no request has needed a connection) reports its configured sizes and zeros."""
+    (no request has needed a connection) reports its configured sizes and no connections."""
     pool = connections[DEFAULT_DB_ALIAS].pool
     if pool is None:
         return None
-    stats = pool.get_stats()
+    stats = stats_of(pool)
     return {name: int(stats.get(name, 0)) for name in STAT_KEYS}
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
+import psycopg_pool
 import pytest
 from django.conf import settings
 from django.db import connection, connections
@@ -365,3 +366,18 @@ def test_a_command_run_with_the_servers_metrics_folder_neither_crashes_nor_joins
     assert result.returncode == 0, result.stderr
     assert folder.is_dir()
     assert not list(folder.glob("gauge_*")), list(folder.iterdir())  # livesum gauges: servers only
+
+
+def test_a_pool_no_request_has_opened_counts_no_connection_in_use():
+    """Django opens a worker's pool on its first query; until then psycopg reports min_size
+    connections with none available, which is not min_size in use."""
+    pool = psycopg_pool.ConnectionPool("dbname=never-opened", min_size=3, max_size=7, open=False)
+    assert pool.get_stats()["pool_size"] == 3 and pool.get_stats()["pool_available"] == 0  # psycopg's view
+
+    stats = metrics.stats_of(pool)
+    reporter = metrics._PoolReporter(alias="never-opened")
+    reporter.report(stats)
+
+    assert (stats["pool_size"], stats["pool_available"]) == (0, 0)
+    assert REGISTRY.get_sample_value("db_connection_pool_size", {"state": "active"}) == 0
+    assert REGISTRY.get_sample_value("db_connection_pool_max", {"alias": "never-opened"}) == 7
