@@ -71,7 +71,7 @@ def _method(request: HttpRequest) -> str:
 
 
 def error_type(response: HttpResponse) -> str:
-    """The API error code of an error response (``not_found``, ``rate_limited`` ...): DRF keeps
+    """The API error code of an error response (``not_found``, ``throttled`` ...): DRF keeps
     the body's data, core.errors marks its plain-Django responses; else ``http_<status>``."""
     data = getattr(response, "data", None)
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
@@ -164,7 +164,8 @@ _STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 
 # --- SQL statements ----------------------------------------------------------------------------
 
-_COMMENT = re.compile(r"/\*.*?\*/|--[^\n]*", re.S)
+# Linear even on an unclosed "/*" (a lazy .*? retried at every "/*" is quadratic).
+_COMMENT = re.compile(r"/\*(?:[^*]|\*(?!/))*\*/|--[^\n]*")
 _TABLE_AFTER = {
     "select": re.compile(r'\bFROM\s+(?:ONLY\s+)?"?([\w.]+)"?', re.I),
     "delete": re.compile(r'\bFROM\s+(?:ONLY\s+)?"?([\w.]+)"?', re.I),

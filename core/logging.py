@@ -30,7 +30,8 @@ class PoolEventFilter(logging.Filter):
 
 class CacheErrorFilter(logging.Filter):
     """On the "bountyexpo.cache" logger: counts each Redis failure django-redis ignored (the
-    aliases with IGNORE_EXCEPTIONS log "Exception ignored" with a traceback) in
+    aliases with IGNORE_EXCEPTIONS log "Exception ignored" with a traceback, django-prometheus's
+    get() the error's text at ERROR) in
     ``cache_errors_total{cache_key_prefix="plain"}``, and lets through at most one such record every
     ``every`` seconds, so an outage does not write a traceback per request."""
 
@@ -41,7 +42,10 @@ class CacheErrorFilter(logging.Filter):
         self.suppressed = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage() != "Exception ignored":
+        # django-redis logs "Exception ignored" (with the traceback); django-prometheus's get()
+        # catches the failure itself and logs its text at ERROR. Both are one ignored failure.
+        # The response cache's own WARNINGs pass through (it counts them itself).
+        if record.getMessage() != "Exception ignored" and record.levelno < logging.ERROR:
             return True
         CACHE_ERRORS.labels(PLAIN_ALIASES).inc()
         now = time.monotonic()
@@ -49,6 +53,7 @@ class CacheErrorFilter(logging.Filter):
             self.suppressed += 1
             return False
         if self.suppressed:
-            record.msg = f"Exception ignored (and {self.suppressed} more since the last report)"
+            record.msg = f"{record.getMessage()} (and {self.suppressed} more since the last report)"
+            record.args = ()
         self.last, self.suppressed = now, 0
         return True

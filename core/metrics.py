@@ -217,6 +217,8 @@ _thread_lock = threading.Lock()
 def start_pool_reporting() -> None:
     """Start this process's pool reporter once (gunicorn's ``post_worker_init``)."""
     global _thread
+    if not settings.METRICS_ENABLED:
+        return
     with _thread_lock:
         if _thread is not None and _thread.is_alive():
             return

@@ -152,6 +152,8 @@ def _redis(operation: str, prefix: str, call: Callable[[], Any], *, skip_when_do
         raise _Unavailable
     try:
         return call()
+    except LockError:
+        raise  # a lock that expired under a long recompute: not a Redis failure
     except REDIS_ERRORS as exc:
         metrics.CACHE_ERRORS.labels(prefix).inc()
         logger.warning("response cache %s failed, serving from PostgreSQL: %s", operation, exc)

@@ -38,14 +38,18 @@ _SENSITIVE_NAME = re.compile(_SENSITIVE, re.IGNORECASE)
 _NAME = re.compile(r"[\w.-]{1,100}")
 # In free text (exception messages, log messages, URLs, SQL): `name=value` as in query strings
 # and logfmt, `'name': value` as in dict reprs and JSON, and credentials after an auth scheme.
+# Anchored at a name's start and bounded: an unanchored [\w.-]* retried at every position is
+# quadratic, and one long header would hold the worker (and the GIL) for seconds.
 _SENSITIVE_ASSIGNMENT = re.compile(
-    rf"""(?P<name>[\w.-]*(?:{_SENSITIVE})[\w.-]*)(?P<sep>=|['"]\s*:\s*)"""
+    rf"""(?<![\w.-])(?P<name>[\w.-]{{0,64}}?(?:{_SENSITIVE})[\w.-]{{0,64}})(?P<sep>=|['"]\s*:\s*)"""
     r"""(?P<value>"[^"]*"|'[^']*'|[^\s&;,'"}]+)""",
     re.IGNORECASE,
 )
 _AUTH_SCHEME_CREDENTIALS = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+[\w.~+/=-]+", re.IGNORECASE)
 # Percent-encoded too (`%40`), as an address in a query string or a logged URL is.
-_EMAIL = re.compile(r"[\w.+-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}(?:@|%40)[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+")
+# Longer texts are cut before scrubbing (Sentry shortens them anyway): bounded work per event.
+MAX_TEXT = 8192
 
 # The SDK's own scrubber runs first and matches whole names only: these are the variants of
 # ours that its defaults miss. The substring match of `_before_send` is what covers the rest.
@@ -84,7 +88,8 @@ def init_sentry(
         dsn=dsn,
         environment=environment,
         release=release or None,  # None: the SDK finds one (SENTRY_RELEASE, the git commit)
-        traces_sample_rate=traces_sample_rate,
+        # 0 means no tracing at all (None), not "trace every request, keep none" (0.0).
+        traces_sample_rate=traces_sample_rate or None,
         integrations=[
             DjangoIntegration(),
             # The defaults, spelled out: INFO and up become breadcrumbs, ERROR and up events.
@@ -156,6 +161,8 @@ def _scrub(value: Any) -> Any:
 
 
 def _scrub_text(text: str) -> str:
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + "...[cut]"
     text = _SENSITIVE_ASSIGNMENT.sub(lambda m: f"{m['name']}{m['sep']}{FILTERED}", text)
     text = _AUTH_SCHEME_CREDENTIALS.sub(lambda m: f"{m['scheme']} {FILTERED}", text)
     return _EMAIL.sub(EMAIL, text)

@@ -68,4 +68,29 @@ def post_worker_init(worker):
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # its livesum gauges leave the sums
+    archive_dead_worker(worker.pid)
+
+
+def archive_dead_worker(pid: int, directory: Path | None = None) -> None:
+    """Fold a dead worker's counter and histogram files into one archive file per type, so the
+    folder (and every scrape's work) stays the size of the live workers: with max_requests,
+    a busy server replaces workers every few minutes, and each left a file behind for good.
+    Runs in the arbiter, the archives' only writer. A scrape reading between the archive's
+    update and the file's removal may count that worker twice for one scrape; the files are
+    otherwise summed exactly as before."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    directory = metrics_dir if directory is None else directory
+    for kind in ("counter", "histogram"):
+        dead = directory / f"{kind}_{pid}.db"
+        if not dead.exists():
+            continue
+        archive = MmapedDict(str(directory / f"{kind}_archive.db"))
+        try:
+            for key, value, timestamp, _position in MmapedDict.read_all_values_from_file(str(dead)):
+                current, _ = archive.read_value(key)
+                archive.write_value(key, current + value, timestamp)
+        finally:
+            archive.close()
+        dead.unlink()

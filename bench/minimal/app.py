@@ -1,10 +1,12 @@
 """The reference for "how fast can Django answer at all" on this machine: one Django view, no
 middleware, no database, no apps, returning 20 rows of fixed JSON about the size of a bounty
-list page. Served by gunicorn with the same worker class and threads as the API:
+list page. Served by gunicorn with the API's worker class and threads (not its config file,
+whose hooks load the project):
 
-    .venv/bin/gunicorn -c deploy/gunicorn.conf.py --chdir bench/minimal app   (BIND, GUNICORN_*)
+    .venv/bin/gunicorn --bind 127.0.0.1:8111 --workers 5 --worker-class gthread --threads 4 \
+        --chdir bench/minimal app
 
-bench/wrk/vs_minimal.sh starts it beside the API and compares them in the same run.
+bench/wrk/vs_minimal.sh starts it so beside the API and compares them in the same run.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -381,3 +382,29 @@ def test_a_pool_no_request_has_opened_counts_no_connection_in_use():
     assert (stats["pool_size"], stats["pool_available"]) == (0, 0)
     assert REGISTRY.get_sample_value("db_connection_pool_size", {"state": "active"}) == 0
     assert REGISTRY.get_sample_value("db_connection_pool_max", {"alias": "never-opened"}) == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recycled_workers_are_folded_into_an_archive_and_their_counts_kept(tmp_path):
+    """gunicorn replaces a worker after max_requests; each dead worker's files used to stay in
+    the folder for good, and every scrape read them all."""
+    bounty = paid_bounty(amount="9.00")
+    requests = 150
+    with gunicorn_server(tmp_path, RATELIMIT_ENABLE="0", GUNICORN_MAX_REQUESTS="20") as server:
+        url = f"{server.url}/api/bounties/{bounty.pk}"
+        for _ in range(requests):
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (our http URL)
+                assert response.status == 200
+        time.sleep(1)  # the last replaced worker's exit is handled
+        body = urllib.request.urlopen(f"{server.url}/metrics", timeout=10).read().decode()  # noqa: S310
+        counter_files = sorted(path.name for path in server.metrics_dir.glob("counter_*.db"))
+        restarts = server.log.read_text().count("Booting worker")
+
+    families = {family.name: family for family in text_string_to_metric_families(body)}
+    assert restarts >= 2 + 5  # two workers, then at least five replacements
+    assert "counter_archive.db" in counter_files
+    assert len(counter_files) <= 3, counter_files  # the archive and the two live workers
+    assert (
+        value(families, "http_requests", "_total", route="/api/bounties/{id}", status_code="2xx") == requests
+    )
+    assert value(families, "http_request_duration_ms", "_count", route="/api/bounties/{id}") == requests
