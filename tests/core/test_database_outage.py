@@ -45,9 +45,13 @@ def outage_stack(tmp_path_factory):
     here; each test leaves PostgreSQL running."""
     tmp_path = tmp_path_factory.mktemp("outage")
     cluster = PostgresCluster(tmp_path, log=tmp_path / "setup.log")
-    cluster.init()
-    cluster.start()
-    cluster.create_database()
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.create_database()
+    except BaseException:
+        cluster.destroy()  # a cluster left running outlives the test run
+        raise
     port = free_port()
     env = subprocess_env(
         DATABASE_URL=cluster.url,
@@ -58,7 +62,12 @@ def outage_stack(tmp_path_factory):
         RATELIMIT_ENABLE="0",
         CACHE_TTL_BOUNTY_LIST="0",  # every list request reaches PostgreSQL
     )
-    manage(["migrate", "--noinput", "-v0"], env=env, log=tmp_path / "setup.log", timeout=180, what="migrate")
+    try:
+        migrate = ["migrate", "--noinput", "-v0"]
+        manage(migrate, env=env, log=tmp_path / "setup.log", timeout=180, what="migrate")
+    except BaseException:
+        cluster.destroy()
+        raise
     log = (tmp_path / "gunicorn.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "bountyexpo.wsgi"],
