@@ -9,7 +9,9 @@ a disk; each configuration in a fresh process, ROUNDS times alternately. CPU tim
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,7 +25,9 @@ PATH = "/api/bounties?limit=20"
 
 def child(metrics: str, folder: str) -> None:
     if metrics == "1":
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(dir=folder)
+        directory = tempfile.mkdtemp(dir=folder)
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     os.environ["METRICS_ENABLED"] = metrics
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bountyexpo.settings")
     import django

@@ -55,16 +55,21 @@ system_packages() {
     die "missing: ${missing[*]}. Install them (Debian: sudo apt-get install ${missing[*]}), or point DATABASE_URL / REDIS_URL at running servers."
   fi
   log "installing Debian packages: ${missing[*]}"
+  apt_install "${missing[@]}"
+}
+
+# apt-get install, as root on Debian. policy-rc.d keeps the packages from starting system-wide
+# servers we do not use (PostgreSQL's cluster, Redis, Prometheus).
+apt_install() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # policy-rc.d keeps the packages from starting system-wide servers we do not use.
   local own_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod +x /usr/sbin/policy-rc.d
     own_policy=1
   fi
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   if [ $own_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 }
 
@@ -92,9 +97,7 @@ browser_package() {
     die "missing: chromium (the perf admin's browser test). Install it (Debian: sudo apt-get install chromium)."
   fi
   log "installing Debian package: chromium"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  apt_install chromium
 }
 
 # promtool, for the alert-rule tests (make test only). Debian ships it in the prometheus package,
@@ -105,16 +108,7 @@ promtool_package() {
     die "missing: promtool (the alert-rule tests). Install it (Debian: sudo apt-get install prometheus), or put a promtool binary from https://prometheus.io/download/ on PATH."
   fi
   log "installing Debian package: prometheus (for promtool)"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  local own_policy=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    own_policy=1
-  fi
-  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  if [ $own_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  apt_install prometheus
 }
 
 case "${1:-}" in

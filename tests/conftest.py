@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import override_settings
 from django_redis import get_redis_connection
 from rest_framework.test import APIClient
@@ -162,6 +162,30 @@ def subprocess_env(**extra: str) -> dict[str, str]:
         "DATABASE_POOL_MIN": "1",
         **extra,
     }
+
+
+@contextmanager
+def connections_held(count: int):
+    """``count`` threads each hold a connection checked out of this process's pool until the
+    block ends; then they give them back and are joined."""
+    release, ready = threading.Event(), threading.Barrier(count + 1)
+
+    def hold() -> None:
+        connections["default"].ensure_connection()
+        ready.wait()
+        release.wait(timeout=30)
+        connections["default"].close()  # back to the pool
+
+    threads = [threading.Thread(target=hold) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    try:
+        yield
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
 
 
 @contextmanager

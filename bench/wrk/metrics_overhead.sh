@@ -6,46 +6,19 @@
 # Uses the database and Redis of DATABASE_URL / REDIS_URL, else .local/env (make services first).
 #   bench/wrk/metrics_overhead.sh    (ROUNDS=20 DURATION=4s CONNECTIONS=50 GUNICORN_WORKERS=2)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 here="$root/bench/wrk"
 rounds=${ROUNDS:-20}
 path=${BENCH_PATH:-/api/bounties?limit=20}
-command -v wrk >/dev/null || { echo "wrk is not installed (Debian: apt-get install wrk)" >&2; exit 1; }
-cd "$root"
-# The metrics files on tmpfs, as deploy/gunicorn.conf.py puts them.
-work=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-start() {  # start <port> <metrics 1|0>; workers are never recycled (a restart mid-round costs
-           # a second of CPU and takes its counters away)
-    BIND=127.0.0.1:$1 METRICS_ENABLED=$2 TRUSTED_PROXY_COUNT=1 GUNICORN_ACCESSLOG=/dev/null GUNICORN_MAX_REQUESTS=0 \
-    GUNICORN_WORKERS=${GUNICORN_WORKERS:-2} GUNICORN_PIDFILE="$work/$1.pid" \
-    PROMETHEUS_MULTIPROC_DIR="$work/metrics-$1" \
-        .venv/bin/gunicorn -c deploy/gunicorn.conf.py bountyexpo.wsgi >"$work/$1.log" 2>&1 &
-    pids+=($!)
-}
-ready() {
-    for _ in $(seq 100); do
-        curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
-        sleep 0.3
-    done
-    echo "server on port $1 did not become ready:" >&2; cat "$work/$1.log" >&2; exit 1
-}
 
 on_port=${METRICS_ON_PORT:-8101} off_port=${METRICS_OFF_PORT:-8102}
-start "$on_port" 1
-start "$off_port" 0
-ready "$on_port"; ready "$off_port"
+start_api "$on_port" METRICS_ENABLED=1 GUNICORN_WORKERS="${GUNICORN_WORKERS:-2}"
+start_api "$off_port" METRICS_ENABLED=0 GUNICORN_WORKERS="${GUNICORN_WORKERS:-2}"
+wait_ready "http://127.0.0.1:$on_port/readyz"; wait_ready "http://127.0.0.1:$off_port/readyz"
 curl -fsS "http://127.0.0.1:$off_port/metrics" >/dev/null 2>&1 && { echo "metrics still served with METRICS_ENABLED=0" >&2; exit 1; }
 # Warm both: the first requests fill the cache and open the pools.
-wrk -t1 -c4 -d2s "http://127.0.0.1:$on_port$path" >/dev/null
-wrk -t1 -c4 -d2s "http://127.0.0.1:$off_port$path" >/dev/null
+wrk -t1 -c4 -d2s -s "$here/distinct_clients.lua" "http://127.0.0.1:$on_port$path" >/dev/null
+wrk -t1 -c4 -d2s -s "$here/distinct_clients.lua" "http://127.0.0.1:$off_port$path" >/dev/null
 
 # This machine's speed drifts by tens of percent from one second to the next (shared cores), so
 # besides requests per second each round records the CPU time the server's workers spent per

@@ -7,7 +7,6 @@ import json
 import logging
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core import metrics
 from core.instrumentation import classify, normalise, route_label
-from tests.conftest import gunicorn_server, subprocess_env
+from tests.conftest import connections_held, gunicorn_server, subprocess_env
 from tests.factories import paid_bounty
 
 pytestmark = pytest.mark.django_db
@@ -129,16 +128,37 @@ def test_the_guide_metrics_have_their_names_labels_and_buckets(api_client):
         assert families[name].type == "counter"
 
 
-def test_every_alerting_label_combination_exists_at_zero_before_any_event(api_client):
-    families = scrape(api_client)
+def test_every_alerting_label_combination_exists_at_zero_before_any_event():
+    """In a fresh process whose only request is the scrape itself: every cache kind's four
+    counters, the plain aliases' errors and every rate-limit tier are there, at 0."""
+    script = (
+        "import django; django.setup(); from django.test import Client; "
+        "print(Client(HTTP_HOST='localhost').get('/metrics').content.decode())"
+    )
+    env = subprocess_env(DJANGO_SETTINGS_MODULE="bountyexpo.settings")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    families = {family.name: family for family in text_string_to_metric_families(result.stdout)}
+
+    def zeros(name: str, label: str) -> dict[str, float]:
+        return {sample.labels[label]: sample.value for sample in samples(families, name, "_total")}
 
     prefixes = {"bounty-list", "bounty-detail", "bounty-search", "profile", "user-stats"}
     for name in ("cache_hits", "cache_misses", "cache_stale", "cache_errors"):
-        present = {sample.labels["cache_key_prefix"] for sample in samples(families, name, "_total")}
-        assert prefixes <= present, name
-    assert "plain" in {s.labels["cache_key_prefix"] for s in samples(families, "cache_errors", "_total")}
-    tiers = {sample.labels["tier"] for sample in samples(families, "rate_limited", "_total")}
-    assert tiers >= {*settings.RATE_LIMITS, "admin-login"}
+        assert {prefix: zeros(name, "cache_key_prefix").get(prefix) for prefix in prefixes} == dict.fromkeys(
+            prefixes, 0.0
+        ), name
+    assert zeros("cache_errors", "cache_key_prefix")["plain"] == 0.0
+    tiers = {*settings.RATE_LIMITS, "admin-login"}
+    assert {tier: zeros("rate_limited", "tier").get(tier) for tier in tiers} == dict.fromkeys(tiers, 0.0)
 
 
 def test_the_route_label_is_the_pattern_never_the_id(api_client):
@@ -205,22 +225,8 @@ def test_normalised_sql_keeps_no_values():
 def test_the_pool_gauge_moves_while_connections_are_held(api_client):
     assert connections["default"].pool is not None
     before = value(scrape(api_client), "db_connection_pool_size", state="active")
-    release, ready = threading.Event(), threading.Barrier(4)
-
-    def hold() -> None:
-        connections["default"].ensure_connection()  # checked out of this process's pool
-        ready.wait()
-        release.wait(timeout=30)
-        connections["default"].close()  # back to the pool
-
-    threads = [threading.Thread(target=hold) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    ready.wait()
-    during = scrape(api_client)
-    release.set()
-    for thread in threads:
-        thread.join()
+    with connections_held(3):
+        during = scrape(api_client)
     after = scrape(api_client)
 
     assert value(during, "db_connection_pool_size", state="active") == before + 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from django_redis import get_redis_connection
 from perf.monitor import pool
 from perf.monitor.db import APPLICATION_NAME
 from perf.monitor.pages import Level
-from tests.conftest import gunicorn_server
+from tests.conftest import connections_held, gunicorn_server
 from tests.factories import UserFactory
 
 URL = "/admin/perf/connectionpool/"
@@ -97,35 +96,15 @@ def test_two_gunicorn_workers_both_show_with_their_stats_and_vanish_after_the_ex
     assert pool.pool_summary()["workers"] == 0
 
 
-def _hold_connections(
-    count: int, release: threading.Event, ready: threading.Barrier
-) -> list[threading.Thread]:
-    def hold() -> None:
-        connections["default"].ensure_connection()  # checked out of this process's pool
-        ready.wait()
-        release.wait(timeout=30)
-        connections["default"].close()  # back to the pool
-
-    threads = [threading.Thread(target=hold) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    return threads
-
-
 @pytest.mark.django_db(transaction=True)
 def test_pool_numbers_move_while_connections_are_held_and_come_back_when_released(staff_client):
     assert connections["default"].pool is not None
     pool.publish_once()
     before = rows_by_pid(page(staff_client))[os.getpid()]
 
-    release, ready = threading.Event(), threading.Barrier(4)
-    threads = _hold_connections(3, release, ready)
-    ready.wait()
-    pool.publish_once()
-    held = page(staff_client)
-    release.set()
-    for thread in threads:
-        thread.join()
+    with connections_held(3):
+        pool.publish_once()
+        held = page(staff_client)
     pool.publish_once()
     after = rows_by_pid(page(staff_client))[os.getpid()]
 
