@@ -1,5 +1,6 @@
 """Cached public profiles (core/response_cache.py); a saved user invalidates its own entry
-once the transaction commits, whoever saved it (API, admin, a service)."""
+once the transaction commits, whoever saved it (API, admin, a service); the user reads it at
+once, everyone else within CACHE_PUBLIC_LAG_SECONDS."""
 
 from __future__ import annotations
 
@@ -16,4 +17,4 @@ PROFILE = CachedKind("profile", "CACHE_TTL_PROFILE", PublicProfileSerializer)
 @receiver(post_save, sender=User, dispatch_uid="profile-cache-save")
 @receiver(post_delete, sender=User, dispatch_uid="profile-cache-delete")
 def _user_changed(sender, instance: User, **kwargs) -> None:
-    invalidate_on_commit([(PROFILE, (instance.pk,))])
+    invalidate_on_commit([(PROFILE, (instance.pk,))], authors=(instance.pk,))

@@ -2,7 +2,9 @@
 
 Invalidation follows the rows, not the endpoints: a saved or deleted Bounty (through the API,
 the admin or a service) bumps its detail counter, the family counter of every list and search
-page, and the stats counters of its owner and hunter, once the transaction commits. Bulk
+page, and the stats counters of its owner and hunter, once the transaction commits. Its owner,
+its hunter and the request's signed-in user read the change at once; everyone else within
+CACHE_PUBLIC_LAG_SECONDS (the freshness contract, core/response_cache.py). Bulk
 ``.update()`` calls skip signals; the only one touching cached fields is the view-count flush,
 and view counts are allowed to lag by the cache TTL.
 """
@@ -35,4 +37,4 @@ def _bounty_changed(sender, instance: Bounty, **kwargs) -> None:
     entries = [(BOUNTY_DETAIL, (instance.pk,)), (BOUNTY_LIST, ()), (USER_STATS, (instance.owner_id,))]
     if instance.hunter_id is not None:
         entries.append((USER_STATS, (instance.hunter_id,)))
-    invalidate_on_commit(entries)
+    invalidate_on_commit(entries, authors=(instance.owner_id, instance.hunter_id))

@@ -219,8 +219,17 @@ CACHE_TTL_SEARCH = env_int("CACHE_TTL_SEARCH", 120, minimum=0)
 CACHE_TTL_PROFILE = env_int("CACHE_TTL_PROFILE", 300, minimum=0)
 CACHE_TTL_USER_STATS = env_int("CACHE_TTL_USER_STATS", 300, minimum=0)
 # After expiry an entry is served (X-Cache: stale) this much longer while one request
-# recomputes it; invalidated entries are never served.
+# recomputes it.
 CACHE_STALE_SECONDS = env_int("CACHE_STALE_SECONDS", 30, minimum=0)
+# The freshness contract (README): a write's author sees it at once; everyone else within this
+# many seconds, during which the entry it invalidated is still served (X-Cache: stale) while
+# one request refreshes it. 0: an invalidated entry is never served. At most the list TTL.
+CACHE_PUBLIC_LAG_SECONDS = env_int(
+    "CACHE_PUBLIC_LAG_SECONDS", min(5, CACHE_TTL_BOUNTY_LIST), minimum=0, maximum=CACHE_TTL_BOUNTY_LIST
+)
+# An invalidated entry younger than this is served without a refresh: a page read all the time
+# is recomputed about once per this interval however many writes arrive.
+CACHE_COALESCE_SECONDS = env_float("CACHE_COALESCE_SECONDS", 1.0, minimum=0)
 # The recompute lock's lifetime, and how long requests wait for another's recompute when
 # there is no stale value to serve.
 CACHE_LOCK_SECONDS = env_int("CACHE_LOCK_SECONDS", 10, minimum=1)

@@ -23,7 +23,7 @@ class RequestIdMiddleware:
     def __call__(self, request):
         request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
         request.request_id = request_id
-        token = bind_request_id(request_id)
+        token = bind_request_id(request_id, request)
         tag_request_id(request_id)
         try:
             response = self.get_response(request)

@@ -1,4 +1,5 @@
-"""The id of the request being served, readable from anywhere (logs, error responses)."""
+"""The request being served and its id, readable from anywhere (logs, error responses, the
+cache's read-your-writes marks)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _current: ContextVar[str] = ContextVar("request_id", default="-")
+_current_request: ContextVar[object | None] = ContextVar("current_request", default=None)
 # A client or proxy may send its own id; accept it only if it is short and log-safe.
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -24,10 +26,17 @@ def new_request_id(incoming: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def bind_request_id(request_id: str):
-    """Make ``request_id`` current; returns the token to reset it with."""
-    return _current.set(request_id)
+def get_current_request():
+    """The HttpRequest being served in this thread, or None outside a request."""
+    return _current_request.get()
+
+
+def bind_request_id(request_id: str, request=None):
+    """Make ``request_id`` (and ``request``) current; returns the token to reset them with."""
+    return _current.set(request_id), _current_request.set(request)
 
 
 def reset_request_id(token) -> None:
-    _current.reset(token)
+    id_token, request_token = token
+    _current.reset(id_token)
+    _current_request.reset(request_token)

@@ -5,12 +5,29 @@ How an entry stays correct
 --------------------------
 Each cached kind (bounty detail, list pages, ...) names a *scope* whose generation counter
 guards it: one counter per bounty for details, one for the whole family of list and search
-pages. The entry stores the generation it was computed under, and a read fetches the entry
-and the counter in one MGET: an entry from an older generation is invalidated and never
-served, not even as stale. A write bumps the counter once its transaction commits
-(``transaction.on_commit``). Because a reader takes the generation *before* it queries
-PostgreSQL, a write that commits while the reader is computing makes that result unreachable:
-the read-compute-store race that a plain key delete leaves open is closed.
+pages. The entry stores the generation it was computed under and the time its computation
+started, and a read fetches the entry and the counter in one MGET. A write bumps the counter
+once its transaction commits (``transaction.on_commit``). Because a reader takes the
+generation *before* it queries PostgreSQL, a write that commits while the reader is computing
+leaves that result behind the counter: the read-compute-store race a plain delete leaves open
+is closed.
+
+The freshness contract (README "Caching: the freshness contract")
+-----------------------------------------------------------------
+An entry behind its counter misses a write that committed after the entry's computation
+started. It may still be served (``X-Cache: stale``) while it is younger than
+CACHE_PUBLIC_LAG_SECONDS, so every missed write is less than that old: nobody is served a page
+that hides a write older than the lag, and with 0 an invalidated entry is never served. Within
+the lag one request (the holder of a short Redis lock) refreshes it *after* sending its own
+response, and an entry younger than CACHE_COALESCE_SECONDS is not refreshed at all: a page
+read all the time is recomputed at most about once per CACHE_COALESCE_SECONDS however many
+writes arrive, and no reader waits for it.
+
+Read-your-writes: when a write commits, each of its authors (the signed-in user of the request,
+and the people the row belongs to) gets a mark ``wrote:<user>:<scope>`` holding the generation
+the write moved the counter to, kept for the lag. A signed-in reader's MGET takes the mark too,
+and an entry computed under an older generation is never served to them: they get a page
+computed after their write, which is then stored for everyone.
 
 Keys (built here, from core.cache_keys.make_key) carry the schema version and a version
 derived from the serializer's fields, so a deploy that changes a payload's shape reads
@@ -19,10 +36,10 @@ fresh keys instead of old shapes.
 Expiry and stampedes
 --------------------
 An entry is fresh for the kind's TTL and kept CACHE_STALE_SECONDS longer. When it is expired
-but within that grace, one request (the holder of a short Redis lock) recomputes it while the
-others keep getting the expired value (``X-Cache: stale``). When there is no entry at all, the
-requests that lose the lock wait up to CACHE_LOCK_WAIT_SECONDS for the winner's result rather
-than all querying PostgreSQL.
+but within that grace, every request gets the expired value (``X-Cache: stale``) and the
+holder of the lock refreshes it after its response is sent. When there is no servable entry at
+all, the requests that lose the lock wait up to CACHE_LOCK_WAIT_SECONDS for the winner's
+result rather than all querying PostgreSQL.
 
 Redis down
 ----------
@@ -56,6 +73,7 @@ from rest_framework.renderers import JSONRenderer
 
 from core import metrics
 from core.cache_keys import make_key
+from core.request_id import get_current_request
 
 logger = logging.getLogger("bountyexpo.cache")
 
@@ -65,6 +83,9 @@ REDIS_ERRORS = (RedisError, ConnectionInterrupted, OSError)
 # from the clock, which only makes the entries it guarded unreachable: safe, so bumps leave
 # the TTL alone.
 GENERATION_TTL = 24 * 60 * 60
+# A hard invalidation (an operator's, from the perf admin) moves a counter on by this much: an
+# entry that far behind is never served, not even within the public lag. Writes move it by 1.
+HARD_STEP = 10**12
 _WAIT_STEP = 0.02
 
 
@@ -118,6 +139,9 @@ class Entry:
     fresh_until: float
     etag: str
     body: bytes
+    # When the computation started (before the generation was read): every write the entry
+    # misses committed after it. Entries stored before this field existed read 0: too old.
+    computed_at: float = 0.0
 
 
 @dataclass
@@ -225,53 +249,95 @@ class Lookup:
     state: str  # hit | stale | miss
     body: bytes
     etag: str
+    # Set on the one stale lookup that holds the recompute lock: call it once the response is
+    # sent (cached_response does, from the response's close()).
+    refresh: Callable[[], None] | None = None
 
 
-def fetch(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Lookup:
-    """The payload for ``parts``: from Redis when fresh (or stale and being recomputed by
-    another request), else ``compute()`` rendered and stored. Exceptions of ``compute`` (404,
+def _mark_key(user_id: int, scope: str) -> str:
+    """The read-your-writes mark of ``user_id`` for the counter ``scope`` (gen:v1:<...>)."""
+    return make_key("wrote", user_id, *scope.split(":")[2:])
+
+
+def fetch(
+    kind: CachedKind, parts: tuple, compute: Callable[[], Any], *, reader_id: int | None = None
+) -> Lookup:
+    """The payload for ``parts``: from Redis when fresh, or when stale within the freshness
+    contract (see the module docstring), else ``compute()`` rendered and stored. ``reader_id``
+    is the signed-in reader, who always sees their own writes. Exceptions of ``compute`` (404,
     validation) propagate and nothing is stored."""
     if kind.ttl <= 0:
         return _computed(kind, compute)
     cache = _cache()
     key, scope = kind.key(*parts), kind.scope(*parts)
+    lag = settings.CACHE_PUBLIC_LAG_SECONDS
+    mark = _mark_key(reader_id, scope) if reader_id is not None and lag > 0 else None
+    started = time.time()
     try:
         if _missed_bumps:
             if _breaker.is_open():  # still within the pause after a failure: no retry yet
                 raise _Unavailable
             _retry_missed_bumps()
-        found = _redis("read", kind.name, lambda: cache.get_many([scope, key]))
+        found = _redis("read", kind.name, lambda: cache.get_many([scope, key, *([mark] if mark else [])]))
         generation = _current_generation(scope, found.get(scope))
     except _Unavailable:
         return _computed(kind, compute)
-    entry: Entry | None = found.get(key)
-    if entry is not None and entry.generation != generation:
-        entry = None  # invalidated by a write: never served, not even as stale
     now = time.time()
-    if entry is not None and entry.fresh_until > now:
+    entry: Entry | None = found.get(key)
+    behind = entry is not None and entry.generation != generation
+    if entry is not None and mark is not None and entry.generation < found.get(mark, 0):
+        entry = None  # computed before this reader's own write
+    elif behind and (now - entry.computed_at >= lag or generation - entry.generation >= HARD_STEP):
+        entry = None  # it may hide a write older than the contract allows, or was hard-invalidated
+    if entry is not None and not behind and entry.fresh_until > now:
         metrics.CACHE_HITS.labels(kind.name).inc()
         return Lookup("hit", entry.body, entry.etag)
+    if entry is not None and behind and now - entry.computed_at < settings.CACHE_COALESCE_SECONDS:
+        metrics.CACHE_STALE.labels(kind.name).inc()  # recent enough: writes coalesce meanwhile
+        return Lookup("stale", entry.body, entry.etag)
 
-    lock = cache.lock(f"{key}:lock", timeout=settings.CACHE_LOCK_SECONDS, blocking=False)
+    # Not thread-local: the refresh that releases it may run after this call returns.
+    lock = cache.lock(f"{key}:lock", timeout=settings.CACHE_LOCK_SECONDS, blocking=False, thread_local=False)
     try:
         acquired = _redis("lock", kind.name, lock.acquire)
     except _Unavailable:
         return _computed(kind, compute)
+    if entry is not None:  # expired within the grace, or behind within the lag
+        metrics.CACHE_STALE.labels(kind.name).inc()
+        refresh = _refresher(kind, compute, key, generation, started, lock) if acquired else None
+        return Lookup("stale", entry.body, entry.etag, refresh)
     if not acquired:
-        if entry is not None:
-            metrics.CACHE_STALE.labels(kind.name).inc()
-            return Lookup("stale", entry.body, entry.etag)
         waited = _wait_for(cache, kind, key, generation)
         if waited is not None:
             metrics.CACHE_HITS.labels(kind.name).inc()
             return Lookup("hit", waited.body, waited.etag)
-        return _computed(kind, compute, store_as=(key, generation))
+        return _computed(kind, compute, store_as=(key, generation, started))
     try:
-        return _computed(kind, compute, store_as=(key, generation))
+        return _computed(kind, compute, store_as=(key, generation, started))
     finally:
-        # LockError: it expired meanwhile, and its timeout already freed it.
-        with contextlib.suppress(_Unavailable, LockError):
-            _redis("unlock", kind.name, lock.release)
+        _unlock(kind, lock)
+
+
+def _unlock(kind: CachedKind, lock) -> None:
+    # LockError: it expired meanwhile, and its timeout already freed it.
+    with contextlib.suppress(_Unavailable, LockError):
+        _redis("unlock", kind.name, lock.release)
+
+
+def _refresher(kind: CachedKind, compute: Callable[[], Any], key: str, generation: int, started: float, lock):
+    """The recompute of a stale entry, run by the lock holder after its response is sent."""
+
+    def refresh() -> None:
+        try:
+            _computed(kind, compute, store_as=(key, generation, started), counted=False)
+        except Exception:  # a 404 for a row deleted meanwhile, a database error: logged
+            logger.warning("refreshing %s failed; dropping the stale entry", kind.name, exc_info=True)
+            with contextlib.suppress(_Unavailable):
+                _redis("drop", kind.name, lambda: _cache().delete(key))
+        finally:
+            _unlock(kind, lock)
+
+    return refresh
 
 
 def _wait_for(cache, kind: CachedKind, key: str, generation: int) -> Entry | None:
@@ -289,16 +355,22 @@ def _wait_for(cache, kind: CachedKind, key: str, generation: int) -> Entry | Non
 
 
 def _computed(
-    kind: CachedKind, compute: Callable[[], Any], *, store_as: tuple[str, int] | None = None
+    kind: CachedKind,
+    compute: Callable[[], Any],
+    *,
+    store_as: tuple[str, int, float] | None = None,
+    counted: bool = True,
 ) -> Lookup:
     """Compute from PostgreSQL (a miss, also when the cache is off or down); with ``store_as``
-    (key, generation) store the result."""
+    (key, generation, started) store the result. A refresh after a stale answer is not a
+    second response, so it is not ``counted`` as a miss."""
     body = render(compute())
     etag = etag_for(body)
-    metrics.CACHE_MISSES.labels(kind.name).inc()
+    if counted:
+        metrics.CACHE_MISSES.labels(kind.name).inc()
     if store_as is not None:
-        key, generation = store_as
-        entry = Entry(generation, time.time() + kind.ttl, etag, body)
+        key, generation, started = store_as
+        entry = Entry(generation, time.time() + kind.ttl, etag, body, started)
         cache = _cache()
         with contextlib.suppress(_Unavailable):
             _redis(
@@ -317,9 +389,17 @@ def cached_response(
     *,
     vary_auth: bool = False,
 ) -> HttpResponse:
-    """A JSON response for ``kind`` and ``parts`` with ETag, X-Cache and 304 handling."""
-    found = fetch(kind, parts, compute)
-    return _respond(request, found.body, found.etag, found.state, vary_auth=vary_auth)
+    """A JSON response for ``kind`` and ``parts`` with ETag, X-Cache and 304 handling; a stale
+    entry this request must refresh is refreshed once the response is sent."""
+    user = getattr(request, "user", None)
+    reader_id = user.pk if user is not None and user.is_authenticated else None
+    found = fetch(kind, parts, compute, reader_id=reader_id)
+    response = _respond(request, found.body, found.etag, found.state, vary_auth=vary_auth)
+    if found.refresh is not None:
+        # The WSGI server calls close() after the last byte; Django runs these closers before
+        # request_finished returns the database connection to the pool.
+        response._resource_closers.append(found.refresh)
+    return response
 
 
 def uncached_response(request: HttpRequest, data: Any, *, vary_auth: bool = False) -> HttpResponse:
@@ -344,27 +424,64 @@ _missed_bumps: set[str] = set()
 _missed_lock = threading.Lock()
 
 
-def bump(scopes: Iterable[str]) -> None:
+def bump(scopes: Iterable[str], authors: Iterable[int] = (), *, hard: bool = False) -> None:
     """Move the given generation counters on now (use :func:`invalidate_on_commit` in code that
-    writes inside a transaction). Always tries Redis, even while reads skip it."""
+    writes inside a transaction) and mark them as written by ``authors``. A ``hard`` bump makes
+    every earlier entry unservable at once, public lag or not. Always tries Redis, even while
+    reads skip it."""
     cache = _cache()
     scopes = list(scopes)
+    step = HARD_STEP if hard else 1
+    moved: dict[str, int] = {}
     for index, scope in enumerate(scopes):
         try:
             try:
-                _redis("bump", _prefix_of(scope), lambda scope=scope: cache.incr(scope), skip_when_down=False)
+                moved[scope] = _redis(
+                    "bump",
+                    _prefix_of(scope),
+                    lambda scope=scope: cache.incr(scope, step),
+                    skip_when_down=False,
+                )
             except ValueError:  # no counter yet: start one (nothing can be cached under it)
+                moved[scope] = _new_generation()
                 _redis(
                     "bump",
                     _prefix_of(scope),
-                    lambda scope=scope: cache.set(scope, _new_generation(), timeout=GENERATION_TTL),
+                    lambda scope=scope: cache.set(scope, moved[scope], timeout=GENERATION_TTL),
                     skip_when_down=False,
                 )
         except _Unavailable:
             with _missed_lock:
                 _missed_bumps.update(scopes[index:])
             logger.warning("%d cache invalidations kept for retry", len(scopes) - index)
-            return
+            break
+    _mark_authors(moved, authors)
+
+
+def _mark_authors(moved: dict[str, int], authors: Iterable[int]) -> None:
+    """Read-your-writes: each author's mark per moved counter, kept while the lag lasts."""
+    lag = settings.CACHE_PUBLIC_LAG_SECONDS
+    marks = {
+        _mark_key(author, scope): generation for author in set(authors) for scope, generation in moved.items()
+    }
+    if not marks or lag <= 0:
+        return
+    cache = _cache()
+    # Whole seconds, rounded up, plus one: a mark must outlive every entry it overrides.
+    with contextlib.suppress(_Unavailable):  # counted; the author then waits out the lag like everyone
+        _redis(
+            "mark",
+            _prefix_of(next(iter(moved))),
+            lambda: cache.set_many(marks, timeout=int(lag) + 2),
+            skip_when_down=False,
+        )
+
+
+def _request_author() -> int | None:
+    """The signed-in user of the request being served (its write's author), if any."""
+    request = get_current_request()
+    user = getattr(request, "user", None) if request is not None else None
+    return user.pk if user is not None and user.is_authenticated else None
 
 
 def _retry_missed_bumps() -> None:
@@ -379,11 +496,20 @@ def _retry_missed_bumps() -> None:
             raise _Unavailable
 
 
-def invalidate_on_commit(kinds_and_parts: Iterable[tuple[CachedKind, tuple]]) -> None:
+def invalidate_on_commit(
+    kinds_and_parts: Iterable[tuple[CachedKind, tuple]], authors: Iterable[int | None] = ()
+) -> None:
     """Invalidate these entries (or their whole families) once the current transaction commits;
-    at once when no transaction is open. A rolled-back write invalidates nothing."""
+    at once when no transaction is open. A rolled-back write invalidates nothing. ``authors``
+    (the people the row belongs to) and the request's signed-in user read their write at once."""
     scopes = sorted({kind.scope(*parts) for kind, parts in kinds_and_parts})
-    transaction.on_commit(lambda: bump(scopes), robust=True)
+    known = {author for author in authors if author is not None}
+
+    def on_commit() -> None:
+        author = _request_author()
+        bump(scopes, known | ({author} if author is not None else set()))
+
+    transaction.on_commit(on_commit, robust=True)
 
 
 def clear_all() -> int:

@@ -56,6 +56,10 @@ def _test_settings():
         # Tests make many requests as one client within a minute; tests/core/test_ratelimit.py
         # sets the real tiers back where limits are what is tested.
         RATE_LIMITS={tier: "100000/m" for tier in settings.RATE_LIMITS},
+        # An invalidated entry is never served, so a test of who-invalidates-what sees every
+        # write at once, whoever reads; tests/core/test_freshness.py sets the public lag back
+        # and tests the contract itself (live servers run with the production default).
+        CACHE_PUBLIC_LAG_SECONDS=0,
         # The manifest storage needs `collectstatic` first (make run does it); tests do not run it.
         STORAGES={
             **settings.STORAGES,

@@ -381,17 +381,17 @@ def invalidate(target: Target) -> str:
     the staff message and the admin log. Redis errors propagate."""
     if target.family_scope is not None:
         before = generation(target.family_scope)
-        response_cache.bump([target.family_scope])
+        response_cache.bump([target.family_scope], hard=True)
         after = generation(target.family_scope)
         if after is None or (before is not None and after <= before):
             return f"Invalidation of the {target.label} could not reach Redis; this process retries it."
         was = "not started" if before is None else before
         return (
             f"Invalidated the {target.label} ({', '.join(target.kinds)}): generation {was} → {after}; "
-            "entries cached before are no longer served."
+            "entries cached before are no longer served, not even within the public lag."
         )
     scopes = object_scopes(get_redis_connection(response_cache.CACHE_ALIAS), target.object_kind)
-    response_cache.bump(scopes)
+    response_cache.bump(scopes, hard=True)
     return (
         f"Invalidated {target.label}: bumped {len(scopes)} per-object generation counter(s); "
         "entries cached before are no longer served."
