@@ -4,6 +4,8 @@ with gevent): never imported by Django, and configured by environment variables:
 LOADTEST_PROFILE  the profile as JSON (stages, think time, user mix; perf/loadtest/profiles.py)
 LOADTEST_TOKENS   a file of "user_id token" lines (seed_data writes one); signed-in users are
                   spread over these tokens, so per-user limits behave as in production
+LOADTEST_CHURN_FILE  (churn) where to write, at exit, every second's reads (exact percentiles)
+                  and writes (perf/loadtest/churn.py)
 
 Request names are route patterns ("GET /api/bounties/{id}"), never raw URLs. Each simulated
 user is its own client: its own X-Forwarded-For address (counted per client by a server started
@@ -19,9 +21,13 @@ import os
 import random
 import time
 import uuid
+from pathlib import Path
 
 import gevent
-from locust import FastHttpUser, LoadTestShape, between, constant, task
+from locust import FastHttpUser, LoadTestShape, between, constant, constant_throughput, events, task
+
+# The project root is on PYTHONPATH (runner.py); this module imports neither Django nor gevent.
+from perf.loadtest.churn import CATEGORIES, WRITE_NAME, ReadSeconds
 
 PROFILE = json.loads(os.environ["LOADTEST_PROFILE"])
 THINK_MIN, THINK_MAX = PROFILE["think_time"]
@@ -29,6 +35,11 @@ WAIT = constant(0) if THINK_MAX == 0 else between(THINK_MIN, THINK_MAX)
 SEARCH_TERMS = ["web", "mobile", "design", "data", "test"]
 LOCATIONS = ["Lyon", "Lagos", "Toronto", "Berlin", "Austin"]
 SEARCH = "GET /api/bounties/search"
+LIST = "GET /api/bounties"
+DETAIL = "GET /api/bounties/{id}"
+# Users beside the stages' users (churn's writers), and their total pace.
+FIXED_USERS = PROFILE.get("fixed_users", {})
+FIXED_COUNT = sum(FIXED_USERS.values())
 
 
 def _tokens() -> list[str]:
@@ -44,13 +55,16 @@ _next_token = itertools.count()
 
 
 class StagesShape(LoadTestShape):
-    """The profile's stages, then stop."""
+    """The profile's stages, then stop. Fixed-count users (churn's writers) come on top of each
+    stage's users; locust starts them first, so the spawn rate grows with them to keep the
+    stage's ramp-up as long as its own users need."""
 
     def tick(self):
         elapsed = self.get_run_time()
         for stage in PROFILE["stages"]:
             if elapsed < stage["seconds"]:
-                return stage["users"], stage["spawn_rate"]
+                users = stage["users"] + FIXED_COUNT
+                return users, stage["spawn_rate"] * users / stage["users"]
             elapsed -= stage["seconds"]
         return None
 
@@ -94,7 +108,7 @@ class ApiUser(FastHttpUser):
             return [row["id"] for row in body["results"]]
 
     def list_page(self, **params) -> list[int]:
-        return self.bounty_ids("/api/bounties", "GET /api/bounties", limit=20, **params)
+        return self.bounty_ids("/api/bounties", LIST, limit=20, **params)
 
     def search(self, **params) -> list[int]:
         return self.bounty_ids(
@@ -106,9 +120,8 @@ class ApiUser(FastHttpUser):
         )
 
     def detail(self, bounty_id: int) -> None:
-        name = "GET /api/bounties/{id}"
-        if self.allowed(name):
-            self.respect_limits(name, self.client.get(f"/api/bounties/{bounty_id}", name=name))
+        if self.allowed(DETAIL):
+            self.respect_limits(DETAIL, self.client.get(f"/api/bounties/{bounty_id}", name=DETAIL))
 
 
 class BaselineUser(ApiUser):
@@ -155,7 +168,7 @@ class BrowserUser(ApiUser):
     def second_page(self):
         """The next page of the last list or search (each named, and limited, as its own kind)."""
         if getattr(self, "next_page", None):
-            self.bounty_ids(self.next_page, SEARCH if "/search" in self.next_page else "GET /api/bounties")
+            self.bounty_ids(self.next_page, SEARCH if "/search" in self.next_page else LIST)
 
     @task(4)
     def view(self):
@@ -178,7 +191,7 @@ class BrowserPagesUser(ApiUser):
         self.list_page()
         if getattr(self, "next_page", None):
             self.wait()
-            self.bounty_ids(self.next_page, "GET /api/bounties")
+            self.bounty_ids(self.next_page, LIST)
 
 
 class SearcherUser(ApiUser):
@@ -289,5 +302,88 @@ class MemberUser(ApiUser):
         )
 
 
+class ChurnReader(ApiUser):
+    """churn's readers: list pages (half of them filtered by a category), details of bounties
+    they saw, full-text searches."""
+
+    ids: list[int] = []
+
+    def wait_time(self) -> float:
+        """The profile's think time (none by default), but when the server has paused every kind
+        this user reads (rate limits on), sleep until the first pause ends instead of spinning."""
+        resumes = min(self.paused_until.get(name, 0.0) for name in (LIST, DETAIL, SEARCH))
+        return max(WAIT(self), resumes - time.monotonic())
+
+    @task(5)
+    def browse(self):
+        filters = {"category": random.choice(CATEGORIES)} if random.random() < 0.5 else {}
+        self.ids = self.list_page(**filters) or self.ids
+
+    @task(4)
+    def view(self):
+        if self.ids and self.allowed(DETAIL):
+            self.detail(random.choice(self.ids))
+        else:
+            self.browse()
+
+    @task(3)
+    def find(self):
+        if self.allowed(SEARCH):
+            self.ids = self.search() or self.ids
+        else:
+            self.browse()
+
+
+class ChurnWriter(ApiUser):
+    """churn's writers: signed-in users posting paid bounties at a fixed pace (the profile's
+    writes_per_second shared by its fixed count of writers). Each post goes out under the next
+    token of the file, so the seeded users share the writes: no user's write limit is reached
+    and no wallet runs dry (a post escrows 5.00; seed_data leaves every user 20.00 or more)."""
+
+    def on_start(self):
+        if not TOKENS:
+            raise RuntimeError("no tokens: run `manage.py seed_data` or pass --tokens-file")
+        # Writers start together: a random phase within one pace spreads their posts over each
+        # second instead of bunching them into the same one.
+        gevent.sleep(random.uniform(0, FIXED_COUNT / PROFILE["writes_per_second"]))
+
+    @task
+    def post(self):
+        category = random.choice(CATEGORIES)
+        body = {
+            "title": f"{category.title()} work posted by the churn run {uuid.uuid4().hex[:8]}",
+            "description": "Posted by the churn load test to measure caching while bounties are posted.",
+            "amount": "5.00",
+            "category": category,
+        }
+        token = TOKENS[next(_next_token) % len(TOKENS)]
+        # Any answer but 201 is a failed write (a 429 with limits on included): recorded, not retried.
+        self.client.post(
+            "/api/bounties", json=body, name=WRITE_NAME, headers={"Authorization": f"Bearer {token}"}
+        )
+
+
 for _name, _weight in PROFILE["users_mix"].items():
     globals()[_name].weight = _weight
+for _name, _count in FIXED_USERS.items():
+    globals()[_name].fixed_count = _count
+    globals()[_name].wait_time = constant_throughput(PROFILE["writes_per_second"] / FIXED_COUNT)
+
+if os.environ.get("LOADTEST_CHURN_FILE"):
+    _seconds = ReadSeconds()
+
+    @events.request.add_listener
+    def _record_second(request_type, name, response_time, exception, **kwargs):
+        _seconds.record(
+            method=request_type, name=name, response_time=response_time, failed=exception is not None,
+            at=time.time(),
+        )  # fmt: skip
+
+    @events.spawning_complete.add_listener
+    def _record_spawned(user_count, **kwargs):
+        if _seconds.spawned_at is None:
+            _seconds.spawned_at = time.time()
+
+    @events.quitting.add_listener
+    def _write_seconds(environment, **kwargs):
+        Path(os.environ["LOADTEST_CHURN_FILE"]).write_text(json.dumps(_seconds.as_json()))

@@ -6,7 +6,20 @@ with k6's meaning. Plain data: the command passes it to the locust process as JS
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
+
+# A churn writer posts at most this often, so a POST may take up to 1 / rate seconds before the
+# writer falls behind its pace (locust's constant_throughput does not catch up on slow tasks).
+MAX_WRITES_PER_WRITER = 0.5
+
+
+def writer_plan(writes_per_second: float) -> tuple[int, float]:
+    """(writer users, posts per second each) for a total of ``writes_per_second``; (0, 0) for none."""
+    if writes_per_second <= 0:
+        return 0, 0.0
+    writers = math.ceil(writes_per_second / MAX_WRITES_PER_WRITER)
+    return writers, writes_per_second / writers
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,10 @@ class Profile:
     # locust user classes and their weights (perf/loadtest/locustfile.py)
     users_mix: dict[str, int]
     thresholds: Thresholds = Thresholds()
+    # Users that run beside the stages' users, whatever their count (locust's fixed_count): the
+    # churn profile's writers. The stages' users are the others (the readers).
+    fixed_users: dict[str, int] = field(default_factory=dict)
+    writes_per_second: float = 0.0  # total posts per second over the fixed users (churn)
 
     @property
     def duration(self) -> int:
@@ -71,6 +88,15 @@ class Profile:
         if thresholds:
             profile = replace(profile, thresholds=replace(profile.thresholds, **thresholds))
         return profile
+
+    def with_writes(self, writes_per_second: float) -> Profile:
+        """This profile with writers posting bounties at ``writes_per_second`` in total; none at 0."""
+        writers, _ = writer_plan(writes_per_second)
+        return replace(
+            self,
+            writes_per_second=writes_per_second,
+            fixed_users={"ChurnWriter": writers} if writers else {},
+        )
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -134,6 +160,17 @@ PROFILES: dict[str, Profile] = {
             (0.5, 1.5),
             MIXED_TRAFFIC,
             Thresholds(p95_ms=1000, p99_ms=None, min_rps=None),
+        ),
+        Profile(
+            "churn",
+            "50 readers with no think time (lists, half by category, details, searches) while "
+            "writers post bounties at --writes-per-second in total; hit ratio and read percentiles "
+            "per second.",
+            (Stage(90, 50, 5),),
+            (0.0, 0.0),
+            {"ChurnReader": 1},
+            # The issue's targets are relative to the 0-posts run (--baseline), not an absolute RPS.
+            Thresholds(min_rps=None),
         ),
         Profile(
             "stress",

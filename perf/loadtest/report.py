@@ -48,6 +48,14 @@ def bottlenecks(result: dict) -> list[str]:
         found.append("No cached responses counted during the run (the server exported no cache counters).")
     elif hit_ratio < 0.8:
         found.append(f"Response cache hit ratio {hit_ratio:.0%}, below the 80 % target.")
+    churn = result.get("churn")
+    if churn and churn["writes_per_second_requested"]:
+        achieved, requested = churn["writes"]["per_second"], churn["writes_per_second_requested"]
+        if achieved < 0.9 * requested:
+            found.append(
+                f"Writers fell behind: {achieved:.2f} posts/s of the {requested:g} requested "
+                f"({churn['writes']['failures']:,} failed): the read figures are for a lighter churn."
+            )
     if checks.get("Throughput", {}).get("status") == "fail" and profile["think_time"][1] > 0:
         users = stats["max_users"] or 1
         ceiling = users / (sum(profile["think_time"]) / 2)
@@ -169,6 +177,7 @@ def render_markdown(result: dict) -> str:
         "",
         *_response_cache_lines(result.get("response_cache")),
         "",
+        *_churn_lines(result.get("churn")),
         "## Bottlenecks identified",
         "",
         *(f"- {line}" for line in result["bottlenecks"]),
@@ -185,11 +194,74 @@ def render_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _churn_lines(churn: dict | None) -> list[str]:
+    """The churn profile's summary and its per-second table (report.json and churn_seconds.csv
+    hold the same series)."""
+    if not churn:
+        return []
+    writes, cache, steady = churn["writes"], churn["cache"], churn["steady_seconds"]
+    requested = churn["writes_per_second_requested"]
+    writers = churn["writers"]
+    lines = [
+        "## Churn",
+        "",
+        "| Measure | Value |",
+        "|---|---|",
+        f"| Writes requested | {requested:g} posts/s"
+        + (f" by {writers} writers ({requested / writers:g}/s each) |" if writers else " (no writers) |"),
+        f"| Writes achieved (steady) | {writes['per_second']:.2f} posts/s; {writes['count']:,} posted, "
+        f"{writes['failures']:,} failed |",
+        f"| Read RPS (steady) | {churn['read_rps']:.0f} |",
+        f"| Read p50 / p95 / p99 (steady) | {_ms(churn['read_p50_ms'])} / {_ms(churn['read_p95_ms'])} / "
+        f"{_ms(churn['read_p99_ms'])} ms |",
+        f"| Failed reads | {churn['read_failures']:,} |",
+        f"| Response cache hit ratio (steady) | {_ratio(churn['hit_ratio'])} ({cache['hits']:,} hits, "
+        f"{cache['stale']:,} stale, {cache['misses']:,} misses) |",
+        f"| Steady seconds | {f'{steady[0]}-{steady[1]}' if steady else 'none'} |",
+        "",
+        "Reads are every GET. Steady: from the first second after every user was running to the "
+        "second before the last. Read percentiles are exact (nearest rank) over the reads that "
+        "completed in each second, or in the steady seconds, as the load generator timed them. "
+        "Hits, stale serves and misses are the server's response-cache counters (/metrics, all "
+        "workers) from the scrape at the start of a second to the next scrape; hit ratio = "
+        "(hits + stale) / (hits + stale + misses).",
+        "",
+        "## Churn per second",
+        "",
+        "| s | Reads | p50 ms | p95 ms | p99 ms | Hits | Stale | Misses | Hit ratio | Writes | Failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in churn["seconds"]:
+        counts = " | ".join(
+            "-" if row[name] is None else f"{row[name]:,}" for name in ("hits", "stale", "misses")
+        )
+        lines.append(
+            f"| {row['second']} | {row['reads']:,} | {_ms(row['read_p50_ms'])} | {_ms(row['read_p95_ms'])} "
+            f"| {_ms(row['read_p99_ms'])} | {counts} | {_ratio(row['hit_ratio'])} | {row['writes']:,} "
+            f"| {row['read_failures'] + row['write_failures']:,} |"
+        )
+    return [*lines, ""]
+
+
 def render_chart(result: dict, path: Path) -> None:
-    """RPS and p95 over time, with the user count, as a PNG."""
+    """RPS and p95 over time, with the user count, as a PNG; for a churn run, a second panel
+    with the response-cache hit ratio and the read p99 of every second."""
     history = result["stats"]["history"]
     seconds = [point["elapsed_s"] for point in history]
-    figure, rps_axis = plt.subplots(figsize=(10, 4.5), dpi=100)
+    churn = result.get("churn")
+    if churn:
+        figure, (rps_axis, churn_axis) = plt.subplots(2, 1, figsize=(10, 7.5), dpi=100, sharex=True)
+        _churn_chart(churn_axis, churn["seconds"])
+    else:
+        figure, rps_axis = plt.subplots(figsize=(10, 4.5), dpi=100)
     rps_axis.plot(seconds, [p["rps"] for p in history], color="tab:blue", label="requests/s")
     rps_axis.set_xlabel("seconds")
     rps_axis.set_ylabel("requests/s", color="tab:blue")
@@ -204,6 +276,22 @@ def render_chart(result: dict, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
+
+
+def _churn_chart(axis, rows: list[dict]) -> None:
+    seconds = [row["second"] for row in rows]
+    ratios = [None if row["hit_ratio"] is None else row["hit_ratio"] * 100 for row in rows]
+    axis.plot(seconds, [float("nan") if r is None else r for r in ratios], color="tab:green")
+    axis.set_ylim(0, 105)
+    axis.set_xlabel("seconds")
+    axis.set_ylabel("cache hit ratio %", color="tab:green")
+    latency_axis = axis.twinx()
+    latency_axis.plot(
+        seconds,
+        [float("nan") if row["read_p99_ms"] is None else row["read_p99_ms"] for row in rows],
+        color="tab:purple",
+    )
+    latency_axis.set_ylabel("read p99 ms (per second)", color="tab:purple")
 
 
 COMPARED = [
@@ -242,8 +330,24 @@ def _response_cache_lines(cache: dict | None) -> list[str]:
     return lines
 
 
+# For churn runs (a run without a churn section shows "-").
+CHURN_COMPARED = [
+    ("Writes/s requested", lambda c: c["writes_per_second_requested"], "{:g}"),
+    ("Writes/s achieved (steady)", lambda c: c["writes"]["per_second"], "{:.2f}"),
+    ("Read RPS (steady)", lambda c: c["read_rps"], "{:.0f}"),
+    ("Read p95 ms (steady)", lambda c: c["read_p95_ms"], "{:.0f}"),
+    ("Read p99 ms (steady)", lambda c: c["read_p99_ms"], "{:.0f}"),
+    (
+        "Churn hit ratio % (steady)",
+        lambda c: None if c["hit_ratio"] is None else c["hit_ratio"] * 100,
+        "{:.1f}",
+    ),
+]
+
+
 def render_comparison(before: dict, after: dict, before_id: int | str, after_id: int | str) -> str:
-    """Before/after table of two runs, overall and per endpoint p95."""
+    """Before/after table of two runs, overall, for churn runs their churn figures, and per
+    endpoint p95."""
     lines = [
         f"# Comparison: run {before_id} ({before['profile']['name']}, {before['started_at'][:16]}) "
         f"-> run {after_id} ({after['profile']['name']}, {after['started_at'][:16]})",
@@ -255,6 +359,14 @@ def render_comparison(before: dict, after: dict, before_id: int | str, after_id:
         old, new = value(before), value(after)
         change = f"{(new - old) / old * 100:+.0f} %" if old else "-"
         lines.append(f"| {label} | {shown.format(old)} | {shown.format(new)} | {change} |")
+    if before.get("churn") or after.get("churn"):
+        for label, value, shown in CHURN_COMPARED:
+            old, new = (value(r["churn"]) if r.get("churn") else None for r in (before, after))
+            change = f"{(new - old) / old * 100:+.0f} %" if old and new is not None else "-"
+            lines.append(
+                f"| {label} | {'-' if old is None else shown.format(old)} "
+                f"| {'-' if new is None else shown.format(new)} | {change} |"
+            )
     old_endpoints = {e["name"]: e for e in before["stats"]["endpoints"]}
     for endpoint in after["stats"]["endpoints"]:
         old = old_endpoints.get(endpoint["name"])

@@ -23,6 +23,7 @@ from django.db import connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from perf.loadtest import churn as churning
 from perf.loadtest import sampler as resources
 from perf.loadtest.profiles import Profile
 from perf.loadtest.report import bottlenecks, render_chart, render_comparison, render_markdown
@@ -30,6 +31,8 @@ from perf.loadtest.results import evaluate, load_stats, passed
 from perf.models import LoadTestRun
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+# The locust users that sign in with the tokens file.
+TOKEN_USERS = {"MemberUser", "ChurnWriter"}
 # Beyond the profile's duration, before the generator is stopped from here (locust ignores
 # --run-time when a load shape drives the run).
 GRACE_SECONDS = 30
@@ -101,12 +104,17 @@ def run_loadtest(
     notes: str = "",
     actions: str = "",
     compare_with: LoadTestRun | None = None,
+    baseline: LoadTestRun | None = None,
     progress: Callable[[str, bool], None] = lambda line, final: None,
 ) -> LoadTestRun:
-    """Run ``profile`` against ``host`` and store the result; see the module docstring."""
+    """Run ``profile`` against ``host`` and store the result; see the module docstring.
+
+    A churn run also records reads and cache hits per second, and with ``baseline`` (an earlier
+    churn run) is judged by issue 13's targets relative to it as well."""
     host = host.rstrip("/")
     preflight(host)
-    if "MemberUser" in profile.users_mix and not tokens_file.exists():
+    churn = profile.name == "churn"
+    if TOKEN_USERS & {*profile.users_mix, *profile.fixed_users} and not tokens_file.exists():
         raise LoadTestError(
             f"no tokens file at {tokens_file}: run `manage.py seed_data` first (or --tokens-file)."
         )
@@ -123,11 +131,15 @@ def run_loadtest(
         **os.environ,
         "LOADTEST_PROFILE": json.dumps(profile.as_json()),
         "LOADTEST_TOKENS": str(tokens_file),
+        # The locustfile imports perf.loadtest.churn (plain Python) from the project.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")])),
     }
+    if churn:
+        env["LOADTEST_CHURN_FILE"] = str(workdir / churning.SECONDS_JSON)
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
         "--csv", str(prefix), "--stop-timeout", "5",
-        "--only-summary", "--loglevel", "WARNING", *profile.users_mix,
+        "--only-summary", "--loglevel", "WARNING", *profile.users_mix, *profile.fixed_users,
     ]  # fmt: skip
     with open(workdir / "locust.log", "w") as log:
         generator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
@@ -135,6 +147,9 @@ def run_loadtest(
         server_pid=server[0].pid if server else None, generator=psutil.Process(generator.pid)
     )
     sampler.start()
+    scraper = resources.CacheScraper(host) if churn else None
+    if scraper is not None:
+        scraper.start()
     started = time.monotonic()
     try:
         while generator.poll() is None:
@@ -146,6 +161,7 @@ def run_loadtest(
         if generator.poll() is None:
             generator.kill()
         samples = sampler.stop()
+        scrapes = scraper.stop() if scraper is not None else []
     progress(_progress_line(started, prefix), True)
     finished_at = timezone.now()
 
@@ -153,6 +169,17 @@ def run_loadtest(
         raise LoadTestError(f"the load generator failed before writing results; see {workdir / 'locust.log'}")
     stats = load_stats(prefix)
     checks = evaluate(stats, profile.thresholds)
+    churn_section = None
+    if churn:
+        churn_section = churning.merge(
+            churning.read_seconds_file(workdir / churning.SECONDS_JSON),
+            churning.cache_series(scrapes),
+            profile.writes_per_second,
+            sum(profile.fixed_users.values()),
+        )
+        churning.write_series_csv(churn_section, workdir / churning.SECONDS_CSV)
+        if baseline is not None:
+            checks += churning.baseline_checks(churn_section, baseline.data["churn"])
     result = {
         "profile": profile.as_json(),
         "host": host,
@@ -175,6 +202,8 @@ def run_loadtest(
         "notes": notes,
         "actions": actions,
     }
+    if churn_section is not None:
+        result["churn"] = churn_section | {"baseline_run": baseline.pk if baseline else None}
     result["bottlenecks"] = bottlenecks(result)
     result["markdown"] = render_markdown(result)
     (workdir / "report.md").write_text(result["markdown"])

@@ -5,6 +5,7 @@ server's response-cache hits from its /metrics."""
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +228,30 @@ def response_cache_counters(host: str) -> dict[str, dict[str, float]] | None:
                 counters.setdefault(prefix, {}).setdefault(RESPONSE_CACHE_COUNTERS[family.name], 0.0)
                 counters[prefix][RESPONSE_CACHE_COUNTERS[family.name]] += sample.value
     return counters
+
+
+class CacheScraper(threading.Thread):
+    """Scrapes the server's response-cache counters at the start of every wall-clock second until
+    stopped, for the churn profile's hit ratio per second (churn.cache_series makes increases of
+    them). A scrape slower than a second skips the next one rather than queueing behind it."""
+
+    def __init__(self, host: str):
+        super().__init__(daemon=True)
+        self.host = host
+        self.scrapes: list[tuple[int, dict[str, dict[str, float]] | None]] = []
+        self._halt = threading.Event()
+
+    def stop(self) -> list[tuple[int, dict[str, dict[str, float]] | None]]:
+        self._halt.set()
+        self.join(timeout=10)
+        return self.scrapes
+
+    def run(self) -> None:
+        while not self._halt.wait(1 - time.time() % 1):
+            second = int(time.time())
+            if self.scrapes and self.scrapes[-1][0] >= second:  # woke a hair early
+                continue
+            self.scrapes.append((second, response_cache_counters(self.host)))
 
 
 def response_cache_delta(before: dict | None, after: dict | None) -> dict:

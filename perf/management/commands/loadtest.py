@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -47,6 +48,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--compare", type=int, metavar="RUN", help="also write a before/after table against run RUN"
         )
+        parser.add_argument(
+            "--writes-per-second",
+            metavar="N",
+            help="churn: bounties posted per second in total by signed-in writers (default 0: readers only)",
+        )
+        parser.add_argument(
+            "--baseline",
+            type=int,
+            metavar="RUN",
+            help="churn: also judge issue 13's targets against churn run RUN (usually 0 posts/s): "
+            "read RPS >= 90 %%, hit ratio >= 97 %%, read p99 <= 1.5x, no failed request",
+        )
         parser.add_argument("--notes", default="", help="notes for the report")
         parser.add_argument("--actions", default="", help="'actions taken' for the report")
 
@@ -74,13 +87,24 @@ class Command(BaseCommand):
             think_time=options["think_time"],
             thresholds=overrides,
         )
+        if options["profile"] == "churn":
+            profile = profile.with_writes(self._writes_per_second(options["writes_per_second"]))
+        elif options["writes_per_second"] is not None or options["baseline"] is not None:
+            raise CommandError("--writes-per-second and --baseline are for the churn profile only.")
+        baseline = None
+        if options["baseline"] is not None:
+            baseline = LoadTestRun.objects.filter(pk=options["baseline"]).first()
+            if baseline is None or "churn" not in baseline.data:
+                raise CommandError(f"no churn run {options['baseline']} to use as --baseline.")
         compare_with = None
         if options["compare"] is not None:
             compare_with = LoadTestRun.objects.filter(pk=options["compare"]).first()
             if compare_with is None:
                 raise CommandError(f"no load-test run {options['compare']} to compare with.")
+        writers = sum(profile.fixed_users.values())
         self.stdout.write(
             f"{profile.name}: {profile.max_users} users, {profile.duration} s against {options['host']}"
+            + (f"; {writers} writers posting {profile.writes_per_second:g} bounties/s" if writers else "")
         )
         try:
             run = run_loadtest(
@@ -92,6 +116,7 @@ class Command(BaseCommand):
                 notes=options["notes"],
                 actions=options["actions"],
                 compare_with=compare_with,
+                baseline=baseline,
                 progress=self._progress,
             )
         except LoadTestError as exc:
@@ -103,6 +128,21 @@ class Command(BaseCommand):
         if not run.passed:
             failed = [c["metric"] for c in run.data["checks"] if c["status"] == "fail"]
             raise CommandError(f"thresholds failed: {', '.join(failed)}")
+
+    @staticmethod
+    def _writes_per_second(value: str | None) -> float:
+        if value is None:
+            return 0.0
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = math.nan
+        if not math.isfinite(rate) or rate < 0:
+            raise CommandError(
+                f"--writes-per-second {value!r}: give the bounties to post per second, "
+                "a number >= 0 (e.g. 10; 0 for readers only)."
+            )
+        return rate
 
     def _progress(self, line: str, final: bool) -> None:
         # One live line on a terminal; a line every 10 s in a log.

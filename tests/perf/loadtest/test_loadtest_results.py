@@ -21,6 +21,8 @@ USER_CLASSES = {
     "SearcherUser",
     "ViewerUser",
     "MemberUser",
+    "ChurnReader",
+    "ChurnWriter",
 }
 
 
@@ -146,7 +148,7 @@ def test_comparison_table_shows_the_change(tmp_path):
 def test_every_profile_has_stages_and_a_user_mix():
     for profile in PROFILES.values():
         assert profile.stages and profile.duration > 0
-        assert set(profile.users_mix) <= USER_CLASSES
+        assert set(profile.users_mix) | set(profile.with_writes(1).fixed_users) <= USER_CLASSES
     single = PROFILES["flow"].overridden(users=3, duration=15, think_time=0)
     assert [(s.users, s.seconds) for s in single.stages] == [(3, 15)]
     assert single.think_time == (0, 0)
