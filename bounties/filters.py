@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import django_filters
+from django.conf import settings
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import BaseFilterBackend
 
 from bounties.models import Bounty, BountyStatus, Category, WorkType
+from bounties.selectors import newest_matches
 
 
 class BountyFilter(django_filters.FilterSet):
@@ -76,13 +78,14 @@ class BountyOrdering(BaseFilterBackend):
 
 
 class RankOrdering(BountyOrdering):
-    """Search results: best match first."""
+    """Search results: best match first, among the newest SEARCH_RANK_CANDIDATES matches of the
+    filters (selectors.newest_matches)."""
 
     def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
         return ("-rank",)
 
     def filter_queryset(self, request, queryset, view):
-        return queryset.order_by("-rank")
+        return newest_matches(queryset, settings.SEARCH_RANK_CANDIDATES).order_by("-rank")
 
     def get_schema_operation_parameters(self, view):
         return []

@@ -237,6 +237,10 @@ CACHE_LOCK_WAIT_SECONDS = env_float("CACHE_LOCK_WAIT_SECONDS", 2.0, minimum=0)
 # After a Redis failure a process serves from PostgreSQL without trying Redis this long.
 CACHE_RETRY_SECONDS = env_float("CACHE_RETRY_SECONDS", 5.0, minimum=0)
 
+# Search ranks the newest this-many matches of its filters and returns the best of them
+# (bounties/selectors.py newest_matches): its cost stays flat as the table grows.
+SEARCH_RANK_CANDIDATES = env_int("SEARCH_RANK_CANDIDATES", 200, minimum=1)
+
 # --- Rate limits (core/ratelimit.py, django-ratelimit) ----------------------------------------
 # "<count>/<period>" with period s, m, h or d, optionally multiplied: "5/15m".
 RATE_LIMIT_DEFAULTS = {

@@ -77,6 +77,21 @@ def test_owners_bounties_use_the_owner_index(many_bounties):
     assert "bounty_owner_created_idx" in indexes
 
 
+def test_a_common_words_candidates_come_from_the_newest_rows_not_from_ranking_every_match(
+    many_bounties, settings
+):
+    """SEARCH_RANK_CANDIDATES well below the matches (1,000 of ~50,000 * 2 %): the planner walks
+    bounty_created_idx backwards until it has them, and ranks only those."""
+    matches = selectors.bounty_search(text="kubernetes").filter(status=BountyStatus.OPEN)
+    ranked = selectors.newest_matches(matches, 50).order_by("-rank")
+
+    node_types, indexes = bounty_scans(ranked[:21])
+
+    assert "Seq Scan" not in node_types
+    assert "bounty_created_idx" in indexes or "bounty_status_created_idx" in indexes
+    assert len(list(ranked[:21])) == 21
+
+
 def test_full_text_search_uses_the_gin_index(many_bounties):
     queryset = selectors.bounty_search(text="kubernetes").filter(status=BountyStatus.OPEN)
 

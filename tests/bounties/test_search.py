@@ -125,3 +125,28 @@ def test_a_search_postgresql_refuses_is_400_invalid_query(api_client, catalogue,
     response = api_client.get("/api/bounties/search", {"q": "-" * 40 + "react"})
 
     assert assert_error(response, 400, "invalid_query")["fields"]["q"]
+
+
+def test_search_returns_the_best_of_its_newest_candidates(api_client, settings):
+    """SEARCH_RANK_CANDIDATES: the newest N matches of the filters are ranked, older ones not."""
+    settings.SEARCH_RANK_CANDIDATES = 2
+    owner = funded_user("1000.00")
+    oldest_and_best = paid_bounty(
+        owner, amount="10.00", title="Garden fence garden gate garden shed", description=FILLER
+    )
+    weaker = paid_bounty(owner, amount="10.00", title="Paint a garden bench", description=FILLER)
+    newest = paid_bounty(owner, amount="10.00", title="Garden hose repair", description=FILLER)
+    other_category = paid_bounty(
+        owner, amount="10.00", title="Garden planner app", category="mobile", description=FILLER
+    )
+
+    # The two newest matches are other_category and newest: the best-ranked oldest is not seen.
+    assert set(ids(api_client.get("/api/bounties/search?q=garden"))) == {other_category.pk, newest.pk}
+    # Filters apply before the cut: the newest two web matches, best first.
+    web = api_client.get("/api/bounties/search?q=garden&category=web")
+    assert ids(web) == [newest.pk, weaker.pk] or ids(web) == [weaker.pk, newest.pk]
+    ranks = [row["rank"] for row in web.json()["results"]]
+    assert ranks == sorted(ranks, reverse=True)
+
+    settings.SEARCH_RANK_CANDIDATES = 1000  # (another limit: not the page cached above)
+    assert ids(api_client.get("/api/bounties/search?q=garden&category=web&limit=10"))[0] == oldest_and_best.pk
