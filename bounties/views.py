@@ -31,7 +31,7 @@ from bounties.serializers import (
 from core.errors import DomainError
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
-from core.response_cache import cached_response, request_parts
+from core.response_cache import cached_response, request_parts, write_through
 
 logger = logging.getLogger("bountyexpo.search")
 
@@ -65,8 +65,10 @@ class BountyViewSet(viewsets.GenericViewSet):
         return selectors.bounty_list()
 
     def _detail(self, bounty_id: int, status_code: int = status.HTTP_200_OK) -> Response:
-        bounty = get_object_or_404(selectors.bounty_detail(), pk=bounty_id)
-        return Response(BountyDetailSerializer(bounty).data, status=status_code)
+        """The detail a write answers with, written through to the detail cache: the first
+        read of a bounty just posted or changed is a hit, not a miss."""
+        data = write_through(BOUNTY_DETAIL, (bounty_id,), lambda: bounty_detail_payload(bounty_id))
+        return Response(data, status=status_code)
 
     def _page(self, queryset, serializer_class) -> dict:
         page = self.paginate_queryset(self.filter_queryset(queryset))

@@ -381,6 +381,33 @@ def _computed(
     return Lookup("miss", body, etag)
 
 
+def write_through(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, also stored as ``kind``'s entry for ``parts``: for a write that answers with
+    the very payload a read would cache (a created or edited bounty's detail), so the first read
+    after it is a hit. Called after the write committed; like a read, it takes the generation
+    before computing, so a write committing meanwhile leaves this entry behind. Redis failures
+    are counted and skipped. Inside a transaction (an idempotent handler's) nothing is stored:
+    the write could still roll back, and the entry would then show what never happened."""
+    if kind.ttl <= 0 or transaction.get_connection().in_atomic_block:
+        return compute()
+    cache = _cache()
+    key, scope = kind.key(*parts), kind.scope(*parts)
+    started = time.time()
+    try:
+        found = _redis("read", kind.name, lambda: cache.get_many([scope]))
+        generation = _current_generation(scope, found.get(scope))
+    except _Unavailable:
+        return compute()
+    data = compute()
+    body = render(data)
+    entry = Entry(generation, time.time() + kind.ttl, etag_for(body), body, started)
+    with contextlib.suppress(_Unavailable):
+        _redis(
+            "write", kind.name, lambda: cache.set(key, entry, timeout=kind.ttl + settings.CACHE_STALE_SECONDS)
+        )
+    return data
+
+
 def cached_response(
     request: HttpRequest,
     kind: CachedKind,
