@@ -88,9 +88,12 @@ def warm(targets: list[Target], *, host: str, scheme: str = "http") -> Iterator[
             started = time.perf_counter()
             if target.kind == "detail":
                 bounty_id = target.bounty_id
-                state = fetch(
+                found = fetch(
                     BOUNTY_DETAIL, (bounty_id,), functools.partial(bounty_detail_payload, bounty_id)
-                ).state
+                )
+                if found.refresh is not None:  # stale, and this caller holds the lock: refresh now
+                    found.refresh()
+                state = found.state
             else:
                 request = factory.get(target.path, HTTP_HOST=host, secure=scheme == "https")
                 # The routed view, with its action's own filter backends (search ranks).
@@ -98,4 +101,6 @@ def warm(targets: list[Target], *, host: str, scheme: str = "http") -> Iterator[
                 response = match.func(request, *match.args, **match.kwargs)
                 ok = response.status_code == 200
                 state = response["X-Cache"] if ok else f"error {response.status_code}"
+                if refresh := getattr(response, "refresh_cache", None):
+                    refresh()  # stale, and this caller holds the lock: refresh now
             yield Warmed(target, state, (time.perf_counter() - started) * 1000)

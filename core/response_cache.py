@@ -327,7 +327,13 @@ def _unlock(kind: CachedKind, lock) -> None:
 def _refresher(kind: CachedKind, compute: Callable[[], Any], key: str, generation: int, started: float, lock):
     """The recompute of a stale entry, run by the lock holder after its response is sent."""
 
+    done = False
+
     def refresh() -> None:
+        nonlocal done
+        if done:  # run at most once (a caller may run it before the response's close() does)
+            return
+        done = True
         try:
             _computed(kind, compute, store_as=(key, generation, started), counted=False)
         except Exception:  # a 404 for a row deleted meanwhile, a database error: logged
@@ -426,6 +432,7 @@ def cached_response(
         # The WSGI server calls close() after the last byte; Django runs these closers before
         # request_finished returns the database connection to the pool.
         response._resource_closers.append(found.refresh)
+        response.refresh_cache = found.refresh  # for callers that never close it (warm_cache)
     return response
 
 

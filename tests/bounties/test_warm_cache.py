@@ -94,3 +94,24 @@ def test_dry_run_warms_nothing(bounties):
 def test_negative_limits_are_refused():
     with pytest.raises(CommandError, match="cannot be negative"):
         warm_cache("--limit", "-1")
+
+
+def test_warming_after_writes_refreshes_the_entries_they_left_behind(
+    bounties, api_client, settings, committed
+):
+    """Within the public lag an invalidated entry is served stale; warming refreshes it at once
+    (as the stale request's lock holder), so the next read is a hit with the write in it."""
+    settings.CACHE_PUBLIC_LAG_SECONDS, settings.CACHE_COALESCE_SECONDS = 30, 0
+    warm_cache("--limit", "3", "--terms", "0")
+    bounty = Bounty.objects.get(pk=bounties[2].pk)
+    bounty.title = "Design a poster for the lighthouse festival"
+    with committed():
+        bounty.save(update_fields=["title"])  # bumps its detail and every list
+
+    out = warm_cache("--limit", "3", "--terms", "0")
+
+    assert "stale" in out
+    for url in (f"/api/bounties/{bounties[2].pk}", "/api/bounties?category=web"):
+        response = api_client.get(url, HTTP_HOST="127.0.0.1:8000")
+        assert response["X-Cache"] == "hit", url
+        assert "lighthouse" in response.content.decode(), url
