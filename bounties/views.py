@@ -127,7 +127,14 @@ class BountyViewSet(viewsets.GenericViewSet):
         response = cached_response(
             request, BOUNTY_DETAIL, (bounty_id,), lambda: bounty_detail_payload(bounty_id)
         )
-        services.bounty_view_record(bounty_id=bounty_id)
+        try:
+            services.bounty_view_record(bounty_id=bounty_id)
+        except Exception:
+            # This response is dropped unsent and never closed: run its refresh (which frees the
+            # recompute lock) rather than hold the lock until it expires.
+            if refresh := getattr(response, "refresh_cache", None):
+                refresh()
+            raise
         return response
 
     @extend_schema(request=BountyUpdateSerializer, responses={200: BountyDetailSerializer})

@@ -64,11 +64,12 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.functional import cached_property
 from django.utils.http import parse_etags
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import LockError, RedisError
+from rest_framework.exceptions import NotFound
 from rest_framework.renderers import JSONRenderer
 
 from core import metrics
@@ -85,7 +86,11 @@ REDIS_ERRORS = (RedisError, ConnectionInterrupted, OSError)
 GENERATION_TTL = 24 * 60 * 60
 # A hard invalidation (an operator's, from the perf admin) moves a counter on by this much: an
 # entry that far behind is never served, not even within the public lag. Writes move it by 1.
-HARD_STEP = 10**12
+# Small enough that a counter restarting after GENERATION_TTL (at the clock, in microseconds:
+# 8.64e10 more than a day earlier) still starts above every value it held, as long as fewer
+# than 86 hard invalidations hit one counter in a day; a restart far above reads as hard too,
+# which only means a miss instead of a stale answer.
+HARD_STEP = 10**9
 _WAIT_STEP = 0.02
 
 
@@ -336,10 +341,11 @@ def _refresher(kind: CachedKind, compute: Callable[[], Any], key: str, generatio
         done = True
         try:
             _computed(kind, compute, store_as=(key, generation, started), counted=False)
-        except Exception:  # a 404 for a row deleted meanwhile, a database error: logged
-            logger.warning("refreshing %s failed; dropping the stale entry", kind.name, exc_info=True)
+        except (Http404, NotFound):  # the row is gone: its page must go too
             with contextlib.suppress(_Unavailable):
                 _redis("drop", kind.name, lambda: _cache().delete(key))
+        except Exception:  # a database error or timeout: the entry ages out within the lag
+            logger.warning("refreshing %s failed; the stale entry is kept", kind.name, exc_info=True)
         finally:
             _unlock(kind, lock)
 
@@ -458,11 +464,11 @@ _missed_bumps: set[str] = set()
 _missed_lock = threading.Lock()
 
 
-def bump(scopes: Iterable[str], authors: Iterable[int] = (), *, hard: bool = False) -> None:
+def bump(scopes: Iterable[str], authors: Iterable[int] = (), *, hard: bool = False) -> set[str]:
     """Move the given generation counters on now (use :func:`invalidate_on_commit` in code that
     writes inside a transaction) and mark them as written by ``authors``. A ``hard`` bump makes
     every earlier entry unservable at once, public lag or not. Always tries Redis, even while
-    reads skip it."""
+    reads skip it. Returns the counters it moved."""
     cache = _cache()
     scopes = list(scopes)
     step = HARD_STEP if hard else 1
@@ -490,6 +496,7 @@ def bump(scopes: Iterable[str], authors: Iterable[int] = (), *, hard: bool = Fal
             logger.warning("%d cache invalidations kept for retry", len(scopes) - index)
             break
     _mark_authors(moved, authors)
+    return set(moved)
 
 
 def _mark_authors(moved: dict[str, int], authors: Iterable[int]) -> None:
@@ -523,9 +530,11 @@ def _retry_missed_bumps() -> None:
     _Unavailable (and keeps them) while it still fails."""
     with _missed_lock:
         missed = sorted(_missed_bumps)
-        _missed_bumps.clear()
-    bump(missed)
+    # Kept in the set until moved: another thread must not see it empty and read the counters
+    # before they are bumped.
+    moved = bump(missed)
     with _missed_lock:
+        _missed_bumps.difference_update(moved)
         if _missed_bumps:
             raise _Unavailable
 

@@ -355,3 +355,21 @@ def test_an_idempotent_create_answers_from_inside_its_transaction_and_is_not_wri
 
     state, page = read(api_client, f"/api/bounties/{created.json()['id']}")
     assert (state, page) == ("miss", created.json())
+
+
+def test_a_refresh_that_fails_keeps_the_stale_entry_within_the_lag(lag, settings):
+    settings.CACHE_COALESCE_SECONDS = 0
+    fetch(KIND, ("page",), lambda: {"n": 1})
+    response_cache.bump([KIND.scope()])
+
+    def database_trouble() -> dict:
+        raise RuntimeError("statement timeout")
+
+    stale = fetch(KIND, ("page",), database_trouble)
+    assert (stale.state, stale.body) == ("stale", b'{"n":1}')
+    stale.refresh()  # logged, not raised: the response was already sent
+
+    again = fetch(KIND, ("page",), lambda: {"n": 2})
+    assert (again.state, again.body) == ("stale", b'{"n":1}')  # still served, not sent to PostgreSQL
+    again.refresh()
+    assert fetch(KIND, ("page",), lambda: {"n": 3}).body == b'{"n":2}'
