@@ -97,9 +97,17 @@ CACHE_HITS = Counter(
 )
 CACHE_STALE = Counter(
     "cache_stale_total",
-    "Responses served from an expired cache entry while another request recomputes it.",
+    "Responses served from an expired entry, or one a write invalidated within the public lag, "
+    "while one request refreshes it.",
     ["cache_key_prefix"],
 )
+CACHE_REFRESHES = Counter(
+    "cache_refreshes_total",
+    "Stale entries recomputed from PostgreSQL after the response that served them was sent, by "
+    'outcome: "stored", "gone" (the row was deleted: entry dropped) or "failed" (entry kept).',
+    ["cache_key_prefix", "outcome"],
+)
+REFRESH_OUTCOMES = ("stored", "gone", "failed")
 CACHE_MISSES = Counter(
     "cache_misses_total",
     "Responses computed from PostgreSQL: absent, expired or invalidated, or the cache off or down.",
@@ -119,6 +127,8 @@ def touch_cache_prefix(prefix: str) -> None:
     """Create the cache counters of ``prefix`` at 0 (an alert on a rate needs the series)."""
     for counter in (CACHE_HITS, CACHE_STALE, CACHE_MISSES, CACHE_ERRORS):
         counter.labels(prefix)
+    for outcome in REFRESH_OUTCOMES:
+        CACHE_REFRESHES.labels(prefix, outcome)
 
 
 def create_zero_series() -> None:

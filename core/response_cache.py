@@ -341,10 +341,13 @@ def _refresher(kind: CachedKind, compute: Callable[[], Any], key: str, generatio
         done = True
         try:
             _computed(kind, compute, store_as=(key, generation, started), counted=False)
+            metrics.CACHE_REFRESHES.labels(kind.name, "stored").inc()
         except (Http404, NotFound):  # the row is gone: its page must go too
+            metrics.CACHE_REFRESHES.labels(kind.name, "gone").inc()
             with contextlib.suppress(_Unavailable):
                 _redis("drop", kind.name, lambda: _cache().delete(key))
         except Exception:  # a database error or timeout: the entry ages out within the lag
+            metrics.CACHE_REFRESHES.labels(kind.name, "failed").inc()
             logger.warning("refreshing %s failed; the stale entry is kept", kind.name, exc_info=True)
         finally:
             _unlock(kind, lock)

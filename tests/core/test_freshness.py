@@ -13,6 +13,7 @@ from datetime import datetime
 
 import pytest
 from django.db import connection, transaction
+from prometheus_client import REGISTRY
 
 from accounts.services import token_issue
 from core import response_cache
@@ -367,9 +368,17 @@ def test_a_refresh_that_fails_keeps_the_stale_entry_within_the_lag(lag, settings
 
     stale = fetch(KIND, ("page",), database_trouble)
     assert (stale.state, stale.body) == ("stale", b'{"n":1}')
+    failed_before = metric("cache_refreshes_total", cache_key_prefix=KIND.name, outcome="failed")
     stale.refresh()  # logged, not raised: the response was already sent
+    assert metric("cache_refreshes_total", cache_key_prefix=KIND.name, outcome="failed") == failed_before + 1
 
     again = fetch(KIND, ("page",), lambda: {"n": 2})
     assert (again.state, again.body) == ("stale", b'{"n":1}')  # still served, not sent to PostgreSQL
+    stored_before = metric("cache_refreshes_total", cache_key_prefix=KIND.name, outcome="stored")
     again.refresh()
+    assert metric("cache_refreshes_total", cache_key_prefix=KIND.name, outcome="stored") == stored_before + 1
     assert fetch(KIND, ("page",), lambda: {"n": 3}).body == b'{"n":2}'
+
+
+def metric(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
