@@ -309,7 +309,7 @@ def fetch(
         return _computed(kind, compute)
     if entry is not None:  # expired within the grace, or behind within the lag
         metrics.CACHE_STALE.labels(kind.name).inc()
-        refresh = _refresher(kind, compute, key, generation, started, lock) if acquired else None
+        refresh = _refresher(kind, compute, key, scope, generation, started, lock) if acquired else None
         return Lookup("stale", entry.body, entry.etag, refresh)
     if not acquired:
         waited = _wait_for(cache, kind, key, generation)
@@ -329,7 +329,15 @@ def _unlock(kind: CachedKind, lock) -> None:
         _redis("unlock", kind.name, lock.release)
 
 
-def _refresher(kind: CachedKind, compute: Callable[[], Any], key: str, generation: int, started: float, lock):
+def _refresher(
+    kind: CachedKind,
+    compute: Callable[[], Any],
+    key: str,
+    scope: str,
+    generation: int,
+    started: float,
+    lock,
+):
     """The recompute of a stale entry, run by the lock holder after its response is sent."""
 
     done = False
@@ -340,12 +348,19 @@ def _refresher(kind: CachedKind, compute: Callable[[], Any], key: str, generatio
             return
         done = True
         try:
-            _computed(kind, compute, store_as=(key, generation, started), counted=False)
+            # The counter as it is now (writes may have moved it since the stale read): the
+            # refreshed entry is current, and a reader waiting for this key can take it.
+            started_now = time.time()
+            current = _redis("refresh", kind.name, lambda: _cache().get(scope))
+            fresh = (generation, started) if current is None else (int(current), started_now)
+            _computed(kind, compute, store_as=(key, *fresh), counted=False)
             metrics.CACHE_REFRESHES.labels(kind.name, "stored").inc()
         except (Http404, NotFound):  # the row is gone: its page must go too
             metrics.CACHE_REFRESHES.labels(kind.name, "gone").inc()
             with contextlib.suppress(_Unavailable):
                 _redis("drop", kind.name, lambda: _cache().delete(key))
+        except _Unavailable:  # Redis failed (counted): nothing to store into
+            metrics.CACHE_REFRESHES.labels(kind.name, "failed").inc()
         except Exception:  # a database error or timeout: the entry ages out within the lag
             metrics.CACHE_REFRESHES.labels(kind.name, "failed").inc()
             logger.warning("refreshing %s failed; the stale entry is kept", kind.name, exc_info=True)

@@ -382,3 +382,18 @@ def test_a_refresh_that_fails_keeps_the_stale_entry_within_the_lag(lag, settings
 
 def metric(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_a_refresh_stores_under_the_counter_as_it_is_when_it_runs(lag, settings):
+    """A write between the stale answer and its refresh: the refreshed entry is current (a hit),
+    not born behind."""
+    settings.CACHE_COALESCE_SECONDS = 0
+    fetch(KIND, ("page",), lambda: {"n": 1})
+    response_cache.bump([KIND.scope()])
+    stale = fetch(KIND, ("page",), lambda: {"n": 2})
+    response_cache.bump([KIND.scope()])  # another write, before the refresh runs
+
+    stale.refresh()
+
+    found = fetch(KIND, ("page",), lambda: {"n": 3})
+    assert (found.state, found.body) == ("hit", b'{"n":2}')
