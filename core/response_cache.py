@@ -399,16 +399,18 @@ def _computed(
     if counted:
         metrics.CACHE_MISSES.labels(kind.name).inc()
     if store_as is not None:
-        key, generation, started = store_as
-        entry = Entry(generation, time.time() + kind.ttl, etag, body, started)
-        cache = _cache()
-        with contextlib.suppress(_Unavailable):
-            _redis(
-                "write",
-                kind.name,
-                lambda: cache.set(key, entry, timeout=kind.ttl + settings.CACHE_STALE_SECONDS),
-            )
+        _store(kind, *store_as, body, etag)
     return Lookup("miss", body, etag)
+
+
+def _store(kind: CachedKind, key: str, generation: int, started: float, body: bytes, etag: str) -> None:
+    """Keep ``body`` as ``kind``'s entry at ``key``; a Redis failure is counted and skipped."""
+    entry = Entry(generation, time.time() + kind.ttl, etag, body, started)
+    cache = _cache()
+    with contextlib.suppress(_Unavailable):
+        _redis(
+            "write", kind.name, lambda: cache.set(key, entry, timeout=kind.ttl + settings.CACHE_STALE_SECONDS)
+        )
 
 
 def write_through(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) -> Any:
@@ -430,11 +432,7 @@ def write_through(kind: CachedKind, parts: tuple, compute: Callable[[], Any]) ->
         return compute()
     data = compute()
     body = render(data)
-    entry = Entry(generation, time.time() + kind.ttl, etag_for(body), body, started)
-    with contextlib.suppress(_Unavailable):
-        _redis(
-            "write", kind.name, lambda: cache.set(key, entry, timeout=kind.ttl + settings.CACHE_STALE_SECONDS)
-        )
+    _store(kind, key, generation, started, body, etag_for(body))
     return data
 
 

@@ -55,6 +55,23 @@ def delta(before, after, name: str, suffix: str = "", **labels: str) -> float:
     )
 
 
+def run_in_fresh_process(script: str, **env: str) -> subprocess.CompletedProcess:
+    """``python -c script`` in a new process on the test database, single-process metrics; it
+    must exit 0."""
+    environment = subprocess_env(DJANGO_SETTINGS_MODULE="bountyexpo.settings", **env)
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=settings.BASE_DIR,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_the_guide_metrics_have_their_names_labels_and_buckets(api_client):
     bounty = paid_bounty(amount="12.00")
     before = scrape(api_client)
@@ -135,17 +152,7 @@ def test_every_alerting_label_combination_exists_at_zero_before_any_event():
         "import django; django.setup(); from django.test import Client; "
         "print(Client(HTTP_HOST='localhost').get('/metrics').content.decode())"
     )
-    env = subprocess_env(DJANGO_SETTINGS_MODULE="bountyexpo.settings")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_in_fresh_process(script)
     families = {family.name: family for family in text_string_to_metric_families(result.stdout)}
 
     def zeros(name: str, label: str) -> dict[str, float]:
@@ -309,17 +316,7 @@ def test_with_metrics_off_nothing_is_measured_and_metrics_is_not_served():
         "assert settings.CACHES['default']['BACKEND'] == 'django_redis.cache.RedisCache'; "
         "print(Client(HTTP_HOST='localhost').get('/metrics').status_code)"
     )
-    env = subprocess_env(METRICS_ENABLED="0", DJANGO_SETTINGS_MODULE="bountyexpo.settings")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_in_fresh_process(script, METRICS_ENABLED="0")
     assert result.stdout.strip().splitlines()[-1] == "404"
 
 
