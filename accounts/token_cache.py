@@ -55,6 +55,11 @@ def cached_owner(key_hash: str) -> dict[str, Any] | None:
     return entry if isinstance(entry, dict) else None
 
 
+def evictions_pending() -> bool:
+    """True while an eviction Redis missed waits for retry: cached entries are not to be trusted."""
+    return bool(_missed)
+
+
 def remember_owner(key_hash: str, entry: dict[str, Any], ttl: int) -> None:
     """Store a looked-up owner unless an eviction got there first (SET NX against the tombstone)."""
     if ttl > 0 and not _missed:

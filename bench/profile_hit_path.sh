@@ -3,6 +3,7 @@
 # checkout under wrk (every request its own client, rate limits on), sampled by py-spy for
 # DURATION seconds; prints the top frames inside requests and keeps the raw profile.
 #   bench/profile_hit_path.sh [OUT.txt]     (DURATION=20 RATE=200 PATH_=/api/bounties?limit=20)
+# PYSPY_ARGS=--gil samples only the thread holding the GIL: where the CPU goes, not the waits.
 # DATABASE_URL / REDIS_URL or .local/env; py-spy is in requirements.txt (as root, or with
 # ptrace permission).
 set -euo pipefail
@@ -16,7 +17,7 @@ worker=$(pgrep -P "$(cat "$work/$port.pid")")
 wrk -t2 -c20 -d"$((duration + 4))s" -s bench/wrk/distinct_clients.lua "http://127.0.0.1:$port$path" >"$work/wrk.out" &
 load=$!
 sleep 2
-.venv/bin/py-spy record -p "$worker" -d "$duration" -r "${RATE:-200}" -f raw -o "$out" --nonblocking >/dev/null
+.venv/bin/py-spy record -p "$worker" -d "$duration" -r "${RATE:-200}" -f raw -o "$out" --nonblocking ${PYSPY_ARGS:-} >/dev/null
 wait "$load"
 grep -E "Requests/sec" "$work/wrk.out" || true
 .venv/bin/python bench/pyspy_top.py "$out" 40

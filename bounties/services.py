@@ -6,6 +6,7 @@ accounts in primary-key order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -293,6 +294,18 @@ def bounty_view_record(*, bounty_id: int) -> None:
     except RedisError as exc:
         logger.warning("view count of bounty %s written directly, Redis unavailable: %s", bounty_id, exc)
         Bounty.all_objects.filter(pk=bounty_id).update(view_count=F("view_count") + 1)
+
+
+def bounty_view_tally(*, bounty_id: int) -> tuple[str, str, str, int]:
+    """What :func:`bounty_view_record` does, as keys for the lean hit path's round trip
+    (core.hit_path.Tally): the pending hash, the bounty's field, the flush lock, its seconds."""
+    return _views_key("pending"), str(bounty_id), _views_key("flush-lock"), settings.VIEW_COUNT_FLUSH_SECONDS
+
+
+def bounty_view_unrecord(*, bounty_id: int) -> None:
+    """Take back one counted view (a request refused after its view was queued)."""
+    with contextlib.suppress(RedisError):
+        get_redis_connection("default").hincrby(_views_key("pending"), str(bounty_id), -1)
 
 
 def bounty_views_flush() -> int:

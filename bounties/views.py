@@ -29,6 +29,7 @@ from bounties.serializers import (
     UserStatsSerializer,
 )
 from core.errors import DomainError
+from core.hit_path import CachedRead, Tally
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
 from core.response_cache import cached_response, request_parts, write_through
@@ -48,8 +49,37 @@ def bounty_detail_payload(bounty_id: int) -> dict:
     return BountyDetailSerializer(get_object_or_404(selectors.bounty_detail(), pk=bounty_id)).data
 
 
+def _query_parts(request, url_kwargs: dict) -> tuple:
+    return request_parts(request)
+
+
+def _pk_parts(request, url_kwargs: dict) -> tuple:
+    return (int(url_kwargs["pk"]),)
+
+
+class _CountView:
+    """A bounty detail's view count, sent in the lean hit path's round trip (core.hit_path)."""
+
+    def tally(self, url_kwargs: dict) -> Tally:
+        return Tally(*services.bounty_view_tally(bounty_id=int(url_kwargs["pk"])))
+
+    def flush(self) -> None:
+        services.bounty_views_flush()
+
+    def undo(self, url_kwargs: dict) -> None:
+        services.bounty_view_unrecord(bounty_id=int(url_kwargs["pk"]))
+
+
 class BountyViewSet(viewsets.GenericViewSet):
     """Bounties: public reads; writes by their owner, with the rules in bounties.services."""
+
+    # The reads core.hit_path answers from Redis before the stack: the same kinds and parts as
+    # the actions below.
+    cached_reads = {
+        "list": CachedRead(BOUNTY_LIST, _query_parts),
+        "search": CachedRead(BOUNTY_SEARCH, _query_parts),
+        "retrieve": CachedRead(BOUNTY_DETAIL, _pk_parts, side_effect=_CountView()),
+    }
 
     pagination_class = CursorPagination
     lookup_value_regex = r"\d+"
@@ -128,7 +158,8 @@ class BountyViewSet(viewsets.GenericViewSet):
             request, BOUNTY_DETAIL, (bounty_id,), lambda: bounty_detail_payload(bounty_id)
         )
         try:
-            services.bounty_view_record(bounty_id=bounty_id)
+            if not getattr(request._request, "hit_path_effect_done", False):  # else counted (core.hit_path)
+                services.bounty_view_record(bounty_id=bounty_id)
         except Exception:
             # This response is dropped unsent and never closed: run its refresh (which frees the
             # recompute lock) rather than hold the lock until it expires.
@@ -246,6 +277,7 @@ class ProfileStatsView(APIView):
     """GET /api/profiles/{id}/stats: public figures, cached per user (CACHE_TTL_USER_STATS)."""
 
     permission_classes = [AllowAny]
+    cached_reads = {"get": CachedRead(USER_STATS, _pk_parts)}
 
     @extend_schema(responses={200: UserStatsSerializer})
     def get(self, request, pk: int):

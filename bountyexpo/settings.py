@@ -77,6 +77,9 @@ MIDDLEWARE = [
     "core.middleware.GZipMiddleware",
     "core.middleware.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Cached GETs answered here in one Redis round trip; what the middleware below does to
+    # them, it does too (core/hit_path.py). HIT_PATH_ENABLED=0 sends every request through.
+    "core.hit_path.HitPathMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -98,6 +101,8 @@ if METRICS_ENABLED:
     # Outermost, so the latency covers the whole stack (django-prometheus's Before middleware
     # plus the guide's series; its After middleware is left out, see core/instrumentation.py).
     MIDDLEWARE = ["core.instrumentation.PrometheusBeforeMiddleware", *MIDDLEWARE]
+
+HIT_PATH_ENABLED = env_bool("HIT_PATH_ENABLED", True)
 
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024, minimum=0)
 

@@ -108,6 +108,15 @@ CACHE_REFRESHES = Counter(
     ["cache_key_prefix", "outcome"],
 )
 REFRESH_OUTCOMES = ("stored", "gone", "failed")
+HIT_PATH = Counter(
+    "hit_path_requests_total",
+    "GETs of cached routes seen by the lean hit path (core/hit_path.py), by outcome: "
+    '"served" (answered from Redis in one round trip), or why the full path answered: "miss" (no '
+    'entry it may serve as is), "limited" (over the rate limit), "new_token" (a token this process '
+    'has not seen authenticated), "redis" (Redis failed or the cache is paused), "other".',
+    ["outcome"],
+)
+HIT_PATH_OUTCOMES = ("served", "miss", "limited", "new_token", "redis", "other")
 CACHE_MISSES = Counter(
     "cache_misses_total",
     "Responses computed from PostgreSQL: absent, expired or invalidated, or the cache off or down.",
@@ -134,6 +143,8 @@ def touch_cache_prefix(prefix: str) -> None:
 def create_zero_series() -> None:
     """Create at 0 every counter an alert or a dashboard divides by (core.apps, when the app
     starts)."""
+    for outcome in HIT_PATH_OUTCOMES:
+        HIT_PATH.labels(outcome)
     CACHE_ERRORS.labels(PLAIN_ALIASES)
     for tier in (*settings.RATE_LIMITS, "admin-login"):
         RATE_LIMITED.labels(tier)

@@ -17,10 +17,19 @@ request through without headers.
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
+from django_ratelimit.core import (
+    _SIMPLE_KEYS,
+    EXPIRATION_FUDGE,
+    _get_window,
+    _make_cache_key,
+    _split_rate,
+    get_usage,
+)
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.throttling import BaseThrottle
 
@@ -65,14 +74,71 @@ def tier_for(request, view) -> str:
     return "read" if request.method in SAFE_METHODS else "write"
 
 
+@dataclass(frozen=True)
+class PendingCount:
+    """One request's count in a tier, for a Redis pipeline (the lean hit path, core.hit_path):
+    django-ratelimit's key, window and expiry, computed as ``get_usage`` computes them, so a
+    request counted here and one counted by ``get_usage`` share the bucket."""
+
+    tier: str
+    value: str  # the bucket: the user id, or the client IP
+    limit: int
+    window: int  # when the window ends (epoch seconds)
+    expiry: int
+    key: str  # the Redis key, with the cache's prefix and version
+
+    def queue(self, pipe) -> None:
+        """Two commands: INCR (the count; 1 creates the key) and EXPIRE NX (the expiry
+        django-ratelimit's ``add`` would have set, kept if it did)."""
+        pipe.incr(self.key)
+        pipe.expire(self.key, self.expiry, nx=True)
+
+    def usage(self, count: int) -> dict:
+        """``get_usage``'s answer for the INCR's reply."""
+        return {
+            "count": count,
+            "limit": self.limit,
+            "should_limit": count > self.limit,
+            "time_left": self.window - int(time.time()),
+        }
+
+    def state(self, usage: dict) -> RateLimitState:
+        remaining = max(0, self.limit - usage["count"])
+        return RateLimitState(self.tier, self.limit, remaining, max(1, usage["time_left"] + 1))
+
+
+def _bucket_key(tier: str) -> str:
+    return "ip" if tier in PER_IP_TIERS else "user_or_ip"
+
+
+def pending_count(
+    request, tier: str, user_id: int | None, make_key: Callable[[str], str]
+) -> PendingCount | None:
+    """The count a request of ``user_id`` (None: anonymous) in ``tier`` takes; None with limits
+    off. ``make_key`` is the rate-limit cache's (prefix and version)."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
+    rate = settings.RATE_LIMITS[tier]
+    limit, period = _split_rate(rate)
+    per_user = user_id is not None and _bucket_key(tier) == "user_or_ip"
+    value = str(user_id) if per_user else _SIMPLE_KEYS["ip"](request)
+    window = _get_window(value, period)
+    raw_key = _make_cache_key(f"tier-{tier}", window, rate, value, get_usage.ALL)
+    return PendingCount(tier, value, limit, window, period + EXPIRATION_FUDGE, make_key(raw_key))
+
+
 class TieredRateLimit(BaseThrottle):
     """DEFAULT_THROTTLE_CLASSES entry; views opt out with ``throttle_classes = []``."""
 
     def allow_request(self, request, view) -> bool:
         tier = tier_for(request, view)
         rate = settings.RATE_LIMITS[tier]
-        key = "ip" if tier in PER_IP_TIERS else "user_or_ip"
-        usage = get_usage(request, group=f"tier-{tier}", key=key, rate=rate, increment=True)
+        key = _bucket_key(tier)
+        taken = getattr(request._request, "rate_limit_taken", None)
+        if taken is not None and taken[0].tier == tier and taken[0].value == _SIMPLE_KEYS[key](request):
+            usage = taken[1]  # counted by the hit path's round trip (core.hit_path)
+        else:
+            usage = get_usage(request, group=f"tier-{tier}", key=key, rate=rate, increment=True)
         if usage is None:  # limits disabled, or Redis down with RATELIMIT_FAIL_OPEN
             return True
         # django-ratelimit's window still counts during its last second (time_left 0): the

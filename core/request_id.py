@@ -3,8 +3,8 @@ cache's read-your-writes marks)."""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -23,7 +23,7 @@ def new_request_id(incoming: str | None) -> str:
     """Return the incoming id when it is acceptable, otherwise a fresh one."""
     if incoming and _ACCEPTABLE.match(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as random as uuid4().hex, without building a UUID
 
 
 def get_current_request():

@@ -165,6 +165,12 @@ class _Breaker:
 _breaker = _Breaker()
 
 
+def reads_paused() -> bool:
+    """True while this process skips Redis for reads (after a failure, or with invalidations
+    still to retry): a reader must go through :func:`fetch`, which knows what to do."""
+    return bool(_missed_bumps) or _breaker.is_open()
+
+
 def retry_redis_now() -> None:
     """Forget an earlier Redis failure in this process (tests, and after a known recovery)."""
     _breaker.open_until = 0.0
@@ -188,6 +194,11 @@ def _redis(operation: str, prefix: str, call: Callable[[], Any], *, skip_when_do
         logger.warning("response cache %s failed, serving from PostgreSQL: %s", operation, exc)
         _breaker.trip()
         raise _Unavailable from exc
+
+
+# For callers outside this module that talk to the same Redis (core.hit_path).
+redis_call = _redis
+Unavailable = _Unavailable
 
 
 def _prefix_of(scope: str) -> str:
@@ -235,7 +246,7 @@ def _not_modified(request: HttpRequest, etag: str) -> bool:
     return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
 
-def _respond(request: HttpRequest, body: bytes, etag: str, state: str, *, vary_auth: bool) -> HttpResponse:
+def respond(request: HttpRequest, body: bytes, etag: str, state: str, *, vary_auth: bool) -> HttpResponse:
     if _not_modified(request, etag):
         response = HttpResponseNotModified()
     else:
@@ -259,7 +270,7 @@ class Lookup:
     refresh: Callable[[], None] | None = None
 
 
-def _mark_key(user_id: int, scope: str) -> str:
+def mark_key(user_id: int, scope: str) -> str:
     """The read-your-writes mark of ``user_id`` for the counter ``scope`` (gen:v1:<...>)."""
     return make_key("wrote", user_id, *scope.split(":")[2:])
 
@@ -276,7 +287,7 @@ def fetch(
     cache = _cache()
     key, scope = kind.key(*parts), kind.scope(*parts)
     lag = settings.CACHE_PUBLIC_LAG_SECONDS
-    mark = _mark_key(reader_id, scope) if reader_id is not None and lag > 0 else None
+    mark = mark_key(reader_id, scope) if reader_id is not None and lag > 0 else None
     started = time.time()
     try:
         if _missed_bumps:
@@ -288,18 +299,11 @@ def fetch(
     except _Unavailable:
         return _computed(kind, compute)
     now = time.time()
-    entry: Entry | None = found.get(key)
-    behind = entry is not None and entry.generation != generation
-    if entry is not None and mark is not None and entry.generation < found.get(mark, 0):
-        entry = None  # computed before this reader's own write
-    elif behind and (now - entry.computed_at >= lag or generation - entry.generation >= HARD_STEP):
-        entry = None  # it may hide a write older than the contract allows, or was hard-invalidated
-    if entry is not None and not behind and entry.fresh_until > now:
-        metrics.CACHE_HITS.labels(kind.name).inc()
-        return Lookup("hit", entry.body, entry.etag)
-    if entry is not None and behind and now - entry.computed_at < settings.CACHE_COALESCE_SECONDS:
-        metrics.CACHE_STALE.labels(kind.name).inc()  # recent enough: writes coalesce meanwhile
-        return Lookup("stale", entry.body, entry.etag)
+    entry = servable(found.get(key), generation, found.get(mark) if mark else None, now)
+    state = answer_as_is(entry, generation, now)
+    if state is not None:
+        (metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE).labels(kind.name).inc()
+        return Lookup(state, entry.body, entry.etag)
 
     # Not thread-local: the refresh that releases it may run after this call returns.
     lock = cache.lock(f"{key}:lock", timeout=settings.CACHE_LOCK_SECONDS, blocking=False, thread_local=False)
@@ -321,6 +325,30 @@ def fetch(
         return _computed(kind, compute, store_as=(key, generation, started))
     finally:
         _unlock(kind, lock)
+
+
+def servable(entry: Entry | None, generation: int, mark: int | None, now: float) -> Entry | None:
+    """``entry`` if the freshness contract lets it be served under the counter ``generation``
+    to a reader whose read-your-writes mark is ``mark`` (None: no mark), else None."""
+    if entry is None:
+        return None
+    if mark is not None and entry.generation < mark:
+        return None  # computed before this reader's own write
+    behind = generation - entry.generation
+    if behind and (now - entry.computed_at >= settings.CACHE_PUBLIC_LAG_SECONDS or behind >= HARD_STEP):
+        return None  # it may hide a write older than the contract allows, or was hard-invalidated
+    return entry
+
+
+def answer_as_is(entry: Entry | None, generation: int, now: float) -> str | None:
+    """ "hit" or "stale" when a servable entry is answered without a refresh (current and
+    fresh; or behind but younger than CACHE_COALESCE_SECONDS, so writes coalesce meanwhile);
+    None when it needs the recompute lock (or there is no entry)."""
+    if entry is None:
+        return None
+    if entry.generation == generation:
+        return "hit" if entry.fresh_until > now else None
+    return "stale" if now - entry.computed_at < settings.CACHE_COALESCE_SECONDS else None
 
 
 def _unlock(kind: CachedKind, lock) -> None:
@@ -449,7 +477,7 @@ def cached_response(
     user = getattr(request, "user", None)
     reader_id = user.pk if user is not None and user.is_authenticated else None
     found = fetch(kind, parts, compute, reader_id=reader_id)
-    response = _respond(request, found.body, found.etag, found.state, vary_auth=vary_auth)
+    response = respond(request, found.body, found.etag, found.state, vary_auth=vary_auth)
     if found.refresh is not None:
         # The WSGI server calls close() after the last byte; Django runs these closers before
         # request_finished returns the database connection to the pool.
@@ -461,7 +489,7 @@ def cached_response(
 def uncached_response(request: HttpRequest, data: Any, *, vary_auth: bool = False) -> HttpResponse:
     """The same headers (ETag, 304) for a payload that is deliberately not cached."""
     body = render(data)
-    return _respond(request, body, etag_for(body), "miss", vary_auth=vary_auth)
+    return respond(request, body, etag_for(body), "miss", vary_auth=vary_auth)
 
 
 def request_parts(request) -> tuple:
@@ -519,7 +547,7 @@ def _mark_authors(moved: dict[str, int], authors: Iterable[int]) -> None:
     """Read-your-writes: each author's mark per moved counter, kept while the lag lasts."""
     lag = settings.CACHE_PUBLIC_LAG_SECONDS
     marks = {
-        _mark_key(author, scope): generation for author in set(authors) for scope, generation in moved.items()
+        mark_key(author, scope): generation for author in set(authors) for scope, generation in moved.items()
     }
     if not marks or lag <= 0:
         return

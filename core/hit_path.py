@@ -1,0 +1,401 @@
+"""The lean hit path: a cached GET answered in one Redis round trip, before the rest of the stack.
+
+A cache hit used to cost three Redis round trips (django-ratelimit's ``SET NX`` and ``INCR``,
+then the cache's ``MGET``) and the whole middleware stack and DRF dispatch around a body that
+was already rendered in Redis (docs/perf/hit-path-before.md). :class:`HitPathMiddleware` sits
+after the security middleware. For a GET of a route whose view names it in ``cached_reads`` it
+sends one non-transactional pipeline holding:
+
+- the rate-limit count: django-ratelimit's own key, window and expiry, so both paths count in
+  the same bucket (``core.ratelimit.PendingCount``);
+- the generation counter, the entry, the reader's read-your-writes mark and, for a bearer token,
+  its cached owner (one ``MGET``);
+- the route's side effect, if any (a bounty detail counts its view).
+
+When the freshness contract lets the entry be answered as it is (``servable`` and
+``answer_as_is`` in core.response_cache, the same code ``fetch`` runs), it builds the response
+the full path would build: status, body, ETag and 304, X-Cache, Cache-Control, the rate-limit
+state (the headers middleware outside writes X-RateLimit-*), and the headers of the middleware
+and DRF it skips (Content-Length, X-Frame-Options, Allow). Everything outside it (metrics,
+request id, gzip, rate-limit headers, security headers) runs as for any request.
+
+Anything else goes down the full path, with what the pipeline already did left on the request,
+so nothing is counted twice: a miss or an entry that needs a refresh, a request over its limit
+(the full path answers the 429 in the API's error shape with Retry-After), an Accept the API
+cannot answer, a token this process has not seen authenticated yet (the full path
+authenticates it, and this process then remembers its owner), Redis trouble (the full path's
+cache layer counts it and pauses). A token's owner remembered here grants nothing by itself:
+every request reads the token's cached owner in the same round trip and takes the short path
+only while it still names that user (a revoked token's tombstone or an expired entry sends it
+down the full path, which answers 401 or looks the token up again).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
+from django.utils.cache import patch_vary_headers
+from django_redis import get_redis_connection
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import AllowAny
+
+from accounts import token_cache
+from accounts.authentication import BearerTokenAuthentication, bearer_token
+from accounts.tokens import hash_token
+from core import metrics, response_cache
+from core.ratelimit import PendingCount, RateLimitState, TieredRateLimit, pending_count, tier_for
+from core.response_cache import CachedKind
+
+logger = logging.getLogger("bountyexpo.cache")
+
+# The middleware that may follow this one: what each does to a cached GET's response is done
+# here too (see _finish). Another one after it would be skipped on hits: refused at start-up.
+FOLLOWING = {
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files only
+    "django.contrib.sessions.middleware.SessionMiddleware",  # the API never reads the session
+    "django.middleware.common.CommonMiddleware",  # Content-Length
+    "django.middleware.csrf.CsrfViewMiddleware",  # nothing for a GET that never asks for a token
+    "django.contrib.auth.middleware.AuthenticationMiddleware",  # a lazy request.user
+    "django.contrib.messages.middleware.MessageMiddleware",  # the API keeps no messages
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",  # X-Frame-Options
+}
+# URL matches kept per path (a detail's path names one bounty): forgotten all at once when full.
+PATH_MEMORY = 10_000
+# Bearer tokens whose owner this process saw the full path authenticate: key hash -> user id.
+# Forgotten all at once when full (a forgotten token takes the full path once).
+TOKEN_MEMORY = 10_000
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A count every read of a route adds, done in the hit path's round trip: ``HINCRBY
+    hash_key field 1``, then ``SET lock_key NX EX lock_seconds``, whose winner flushes the counts
+    somewhere durable (a bounty detail's views)."""
+
+    hash_key: str
+    field: str
+    lock_key: str
+    lock_seconds: int
+
+
+class SideEffect(Protocol):
+    """Work every read of a route does (a detail counts its view)."""
+
+    def tally(self, url_kwargs: dict) -> Tally:
+        """What to count for this request (keys with the cache's prefix and version)."""
+
+    def flush(self) -> None:
+        """This request took the flush lock: move the counts."""
+
+    def undo(self, url_kwargs: dict) -> None:
+        """The request was refused (over its rate limit): take the count back."""
+
+
+@dataclass(frozen=True)
+class CachedRead:
+    """A view action whose GET the short path may answer from ``kind``'s entry for
+    ``parts(request, url_kwargs)``; the view's own code must use the same kind and parts."""
+
+    kind: CachedKind
+    parts: Callable[[HttpRequest, dict], tuple]
+    vary_auth: bool = False
+    side_effect: SideEffect | None = None
+
+
+@dataclass(frozen=True)
+class _Route:
+    read: CachedRead
+    tier: str | None  # None: the view is not rate-limited
+    headers: dict[str, str]  # DRF's default response headers of the view (Allow, Vary)
+
+
+class HitPathMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+        following = settings.MIDDLEWARE[settings.MIDDLEWARE.index(f"{__name__}.HitPathMiddleware") + 1 :]
+        unknown = [name for name in following if name not in FOLLOWING]
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{', '.join(unknown)} after core.hit_path.HitPathMiddleware would be skipped by cached "
+                "hits: place it before, or teach the hit path what it does (core/hit_path.py FOLLOWING)."
+            )
+        self._routes: dict[Callable, _Route | None] = {}
+        self._token_users: dict[str, int] = {}
+        self._matches: dict[str, Any] = {}  # path -> its URL match (bounded, see _match)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "GET" and settings.HIT_PATH_ENABLED:
+            route, match = self._match(request)
+            if route is not None:
+                response, outcome = self._short(request, route, match)
+                metrics.HIT_PATH.labels(outcome).inc()
+                if response is not None:
+                    if flush := getattr(request, "hit_path_flush", None):
+                        flush()
+                    return response
+        response = self.get_response(request)
+        if flush := getattr(request, "hit_path_flush", None):
+            flush()  # after the view, as the view itself would have: its answer is unchanged
+        key_hash = getattr(request, "hit_path_token", None)
+        user = getattr(request, "user", None)
+        if key_hash is not None and response.status_code < 400 and user is not None and user.is_authenticated:
+            if len(self._token_users) >= TOKEN_MEMORY:
+                self._token_users.clear()
+            self._token_users[key_hash] = user.pk
+        return response
+
+    def _match(self, request: HttpRequest):
+        """The cached read this request asks for and its URL match, or (None, None)."""
+        path = request.path_info
+        match = self._matches.get(path)
+        if match is None:
+            try:
+                match = resolve(path)
+            except Resolver404:
+                return None, None
+            if len(self._matches) >= PATH_MEMORY:
+                self._matches.clear()
+            self._matches[path] = match
+        try:
+            route = self._routes[match.func]
+        except KeyError:
+            route = self._routes[match.func] = _route_of(match.func)
+        return route, match
+
+    def _short(self, request: HttpRequest, route: _Route, match) -> tuple[HttpResponse | None, str]:
+        """The response from the cache, or None for the full path (with what was done noted
+        on the request), and the outcome for the metrics."""
+        kind = route.read.kind
+        if kind.ttl <= 0 or not _acceptable(request.META.get("HTTP_ACCEPT")):
+            return None, "other"  # cache off; or DRF's negotiation answers 406
+        if response_cache.reads_paused() or token_cache.evictions_pending():
+            return None, "redis"
+        try:
+            raw_token = bearer_token(request)
+            request.get_host()  # as CommonMiddleware does first on the full path
+        except (AuthenticationFailed, DisallowedHost):
+            return None, "other"  # the full path answers 401 or 400
+        user_id = key_hash = None
+        if raw_token is not None:
+            key_hash = hash_token(raw_token)
+            user_id = self._token_users.get(key_hash)
+            if user_id is None:
+                request.hit_path_token = key_hash  # remembered once the full path authenticates it
+                return None, "new_token"
+        parts = route.read.parts(request, match.kwargs)
+        redis = _redis()
+        count = (
+            pending_count(request, route.tier, user_id, redis.rate_key) if route.tier is not None else None
+        )
+        effect = route.read.side_effect
+        replies = self._round_trip(redis, kind, parts, count, user_id, key_hash, effect, match.kwargs)
+        if replies is None:
+            return None, "redis"
+        count_reply, (generation, entry, mark, owner), flush = replies
+        usage = None if count is None else count.usage(count_reply)
+        if usage is not None:
+            request.rate_limit_taken = (count, usage)  # the full path's throttle counts no more
+        limited = usage is not None and usage["should_limit"]
+        stranger = key_hash is not None and not _same_owner(owner, user_id)
+        if effect is not None:
+            if limited or stranger:
+                # The full path refuses it (429), or decides who asks and then runs the view,
+                # which does the work itself.
+                effect.undo(match.kwargs)
+            else:
+                request.hit_path_effect_done = True
+                request.hit_path_flush = effect.flush if flush else None
+        if stranger:
+            self._token_users.pop(key_hash, None)  # revoked, expired or evicted: the full path decides
+            request.hit_path_token = key_hash
+            return None, "new_token"
+        if limited:
+            return None, "limited"
+        now = time.time()
+        entry = None if generation is None else response_cache.servable(entry, generation, mark, now)
+        state = response_cache.answer_as_is(entry, generation, now)
+        if state is None:
+            return None, "miss"
+        (metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE).labels(kind.name).inc()
+        request.resolver_match = match  # the metrics' route label
+        if usage is not None and usage["limit"]:
+            request.rate_limit = count.state(usage)  # RateLimitHeadersMiddleware writes X-RateLimit-*
+        response = response_cache.respond(
+            request, entry.body, entry.etag, state, vary_auth=route.read.vary_auth
+        )
+        return _finish(response, route), "served"
+
+    def _round_trip(self, redis: _Clients, kind, parts, count, user_id, key_hash, effect, url_kwargs):
+        """One EVALSHA (ROUND_TRIP); returns (count, (generation, entry, mark, owner), flush)
+        decoded, or None when Redis failed (counted, and the response cache pauses; nothing
+        is taken as done then)."""
+        scope = kind.scope(*parts)
+        keys = [
+            count.key if count is not None else "",
+            redis.response_key(scope),
+            redis.response_key(kind.key(*parts)),
+        ]
+        with_mark = user_id is not None and settings.CACHE_PUBLIC_LAG_SECONDS > 0
+        if with_mark:
+            keys.append(redis.response_key(response_cache.mark_key(user_id, scope)))
+        if key_hash is not None:
+            keys.append(redis.default_key(token_cache.token_cache_key(key_hash)))
+        fetched = len(keys) - 1
+        args = [count.expiry if count is not None else 0, fetched, "", 0]
+        if effect is not None:
+            tally = effect.tally(url_kwargs)
+            keys += [tally.hash_key, tally.lock_key]
+            args[2:] = [tally.field, tally.lock_seconds]
+        try:
+            counted, values, flush = response_cache.redis_call(
+                "hit path", kind.name, lambda: redis.round_trip(keys=keys, args=args)
+            )
+        except response_cache.Unavailable:
+            return None
+        values = [None if value is None else redis.decode(value) for value in values]
+        generation, entry = values[0], values[1]
+        mark = values[2] if with_mark else None
+        owner = values[-1] if key_hash is not None else None
+        return counted, (generation, entry, mark, owner), bool(flush)
+
+
+# The hit path's one round trip. KEYS: the rate-limit counter ("" when not counted), the keys to
+# read, then (with a tally) the hash and its flush lock. ARGV: the counter's expiry (0: not
+# counted), how many keys to read, the tally's field ("": none) and the lock's seconds.
+# INCR and EXPIRE NX leave the counter as django-ratelimit's add + incr would.
+ROUND_TRIP = """
+local counted = false
+if tonumber(ARGV[1]) > 0 then
+    counted = redis.call('INCR', KEYS[1])
+    redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX')
+end
+local fetched = tonumber(ARGV[2])
+local values = redis.call('MGET', unpack(KEYS, 2, fetched + 1))
+local flush = 0
+if ARGV[3] ~= '' then
+    redis.call('HINCRBY', KEYS[fetched + 2], ARGV[3], 1)
+    if redis.call('SET', KEYS[fetched + 3], '1', 'NX', 'EX', ARGV[4]) then
+        flush = 1
+    end
+end
+return {counted, values, flush}
+"""
+
+
+@dataclass(frozen=True)
+class _Clients:
+    """The Redis client and key makers of the three cache aliases (they share one Redis)."""
+
+    round_trip: Any  # a redis-py Script: EVALSHA, loading it once on NOSCRIPT
+    response_key: Callable[[str], str]
+    default_key: Callable[[str], str]
+    rate_key: Callable[[str], str]
+    decode: Callable[[bytes], Any]
+
+
+_clients: _Clients | None = None
+
+
+def _redis() -> _Clients:
+    """Looked up once per process, not per request (``caches[alias]`` is a per-thread lookup);
+    a change of CACHES (tests) looks them up again."""
+    global _clients
+    if _clients is None:
+        responses = caches[response_cache.CACHE_ALIAS]
+        _clients = _Clients(
+            get_redis_connection(response_cache.CACHE_ALIAS).register_script(ROUND_TRIP),
+            responses.make_key,
+            caches["default"].make_key,
+            caches[settings.RATELIMIT_USE_CACHE].make_key,
+            responses.client.decode,
+        )
+    return _clients
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs) -> None:
+    global _clients
+    if setting in ("CACHES", "RATELIMIT_USE_CACHE"):
+        _clients = None
+
+
+def _route_of(func: Callable) -> _Route | None:
+    """What the short path needs to answer for this view function (None: not a cached read)."""
+    cls = getattr(func, "cls", None)
+    reads = getattr(cls, "cached_reads", None)
+    if not reads:
+        return None
+    actions = getattr(func, "actions", None)
+    name = actions.get("get") if actions else "get"
+    read = reads.get(name)
+    if read is None:
+        return None
+    # The view as DRF builds it for a request (ViewSetMixin.as_view, View.setup), never run.
+    view = cls(**func.initkwargs)
+    if actions:
+        view.action_map = {**actions, "head": actions.get("head", actions["get"])}
+        for method, action in view.action_map.items():
+            setattr(view, method, getattr(view, action))
+        view.action = name
+    elif not hasattr(view, "head"):
+        view.head = view.get
+    where = f"{cls.__name__}.cached_reads[{name!r}]"
+    if not all(isinstance(permission, AllowAny) for permission in view.get_permissions()):
+        raise ImproperlyConfigured(f"{where}: the hit path serves public reads only (AllowAny)")
+    if [type(auth) for auth in view.get_authenticators()] not in ([], [BearerTokenAuthentication]):
+        raise ImproperlyConfigured(f"{where}: the hit path knows bearer tokens only")
+    throttles = [type(throttle) for throttle in view.get_throttles()]
+    if throttles not in ([], [TieredRateLimit]):
+        raise ImproperlyConfigured(f"{where}: the hit path counts core.ratelimit.TieredRateLimit only")
+    tier = tier_for(SimpleNamespace(method="GET"), view) if throttles else None
+    return _Route(read, tier, dict(view.default_response_headers))
+
+
+def _finish(response: HttpResponse, route: _Route) -> HttpResponse:
+    """What DRF's finalize_response and the middleware after this one add to a cached GET."""
+    headers = dict(route.headers)
+    if vary := headers.pop("Vary", None):
+        patch_vary_headers(response, [part.strip() for part in vary.split(",")])
+    for name, value in headers.items():
+        response[name] = value
+    if not response.has_header("Content-Length"):  # CommonMiddleware
+        response["Content-Length"] = str(len(response.content))
+    if response.get("X-Frame-Options") is None:  # XFrameOptionsMiddleware
+        response["X-Frame-Options"] = getattr(settings, "X_FRAME_OPTIONS", "DENY").upper()
+    return response
+
+
+# Media ranges DRF's negotiation matches to its only renderer, application/json.
+_JSON_RANGES = {"*/*", "application/*", "application/json"}
+
+
+def _acceptable(accept: str | None) -> bool:
+    """True when DRF would pick the JSON renderer for this Accept header (absent: */*)."""
+    if accept is None:
+        return True
+    return any(part.split(";", 1)[0].strip() in _JSON_RANGES for part in accept.split(","))
+
+
+def _same_owner(owner: Any, user_id: int | None) -> bool:
+    """The token's cached owner still names ``user_id`` and has not expired."""
+    return (
+        isinstance(owner, dict)
+        and owner.get("expires_at", 0) > time.time()
+        and owner.get("user", {}).get("id") == user_id
+        and owner["user"].get("is_active", False)
+    )
+
+
+__all__ = ["CachedRead", "HitPathMiddleware", "PendingCount", "RateLimitState", "SideEffect"]

@@ -1,0 +1,369 @@
+"""The lean hit path (core/hit_path.py): a cached GET answered in one Redis round trip gives
+byte for byte what the full stack gives (hits, stale answers, 304s, 429s, gzip and plain,
+anonymous and token), counts in the same rate-limit bucket, counts a detail's view once, and
+steps aside (to the full path) whenever it cannot answer as the full path would."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from contextlib import contextmanager
+
+import pytest
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from django_redis import get_redis_connection
+from prometheus_client import REGISTRY
+from redis.connection import AbstractConnection
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.views import APIView
+
+from accounts.services import token_revoke
+from bounties import services
+from bounties.caching import BOUNTY_DETAIL, BOUNTY_LIST
+from core import hit_path, response_cache
+from core.hit_path import CachedRead, HitPathMiddleware
+from core.metrics import HIT_PATH_OUTCOMES
+from tests.conftest import assert_error, client_for
+from tests.factories import funded_user, paid_bounty
+
+pytestmark = pytest.mark.django_db
+
+REQUEST_ID = "hit-path-test"
+
+
+@pytest.fixture
+def bounty(db):
+    owner = funded_user("500.00")
+    for n in range(12):  # a list page over GZIP_MIN_BYTES
+        paid_bounty(owner, title=f"Design a logo for shop number {n}", amount="20.00")
+    return paid_bounty(owner, title="Design a logo for a bakery", amount="40.00")
+
+
+@pytest.fixture
+def limits(settings):
+    """Read tiers with long windows (a window ending mid-test would reset its count)."""
+
+    def set_limits(count: int = 100) -> None:
+        settings.RATE_LIMITS = {
+            **settings.RATE_LIMITS,
+            **dict.fromkeys(("list", "search", "read"), f"{count}/1h"),
+        }
+
+    set_limits()
+    return set_limits
+
+
+def metric(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def reset_counts() -> None:
+    caches["ratelimit"].delete_pattern("rl:*")
+
+
+def urls(bounty) -> dict[str, str]:
+    return {
+        "list": "/api/bounties?limit=20",
+        "search": "/api/bounties/search?q=logo",
+        "detail": f"/api/bounties/{bounty.pk}",
+        "stats": f"/api/profiles/{bounty.owner_id}/stats",
+    }
+
+
+def outcomes() -> dict[str, float]:
+    return {outcome: metric("hit_path_requests_total", outcome=outcome) for outcome in HIT_PATH_OUTCOMES}
+
+
+def answer(client, url: str, *, hit_path: bool, **headers):
+    """The response, marked with the hit path's outcome (``.outcome``, None when it was off)
+    and whether the hit path answered it (``.short``)."""
+    before = outcomes()
+    with override_settings(HIT_PATH_ENABLED=hit_path):
+        response = client.get(url, HTTP_X_REQUEST_ID=REQUEST_ID, **headers)
+    moved = [outcome for outcome, count in outcomes().items() if count != before[outcome]]
+    assert len(moved) <= 1, moved
+    response.outcome = moved[0] if moved else None
+    response.short = response.outcome == "served"
+    return response
+
+
+def as_bytes(response) -> tuple:
+    """Everything a client receives but the Date gunicorn adds: status, headers, body. A gzip
+    body is compared decompressed, without its length: Django's GZipMiddleware pads every
+    compressed body with up to 100 random bytes (BREACH), so no two are ever equal."""
+    headers, body = dict(response.headers), response.content
+    if headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+        headers["Content-Length"] = "(random padding)"
+    return response.status_code, sorted(headers.items()), body
+
+
+def both_paths(client, url: str, *, before: int = 0, **headers) -> tuple:
+    """The full path's and the hit path's answer to the same request, each with the rate-limit
+    count where it was (``before`` requests already counted) and in the same second (Reset)."""
+    for _ in range(5):
+        second = int(time.time())
+        pair = []
+        for hit_path_on in (False, True):
+            reset_counts()
+            for _ in range(before):
+                client.get(url)
+            pair.append(answer(client, url, hit_path=hit_path_on, **headers))
+        if int(time.time()) == second:
+            return tuple(pair)
+    raise AssertionError("never two answers within one second")
+
+
+@contextmanager
+def redis_commands():
+    """Counts the commands (pipelines count once) sent to Redis inside the block."""
+    sent = []
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent.append(command)
+        return original(self, command, check_health)
+
+    AbstractConnection.send_packed_command = counting
+    try:
+        yield sent
+    finally:
+        AbstractConnection.send_packed_command = original
+
+
+def warm(client, url: str) -> None:
+    """Fill the entry (and, for a token, let the full path introduce it to this process)."""
+    for _ in range(2):
+        assert client.get(url).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["list", "search", "detail", "stats"])
+@pytest.mark.parametrize("who", ["anonymous", "token"])
+@pytest.mark.parametrize("encoding", ["plain", "gzip"])
+def test_a_hit_is_the_full_paths_answer_byte_for_byte(bounty, limits, api_client, kind, who, encoding):
+    client = client_for(bounty.owner) if who == "token" else api_client
+    url = urls(bounty)[kind]
+    headers = {"HTTP_ACCEPT_ENCODING": "gzip, deflate"} if encoding == "gzip" else {}
+    warm(client, url)
+
+    full, short = both_paths(client, url, **headers)
+
+    assert short.short and not full.short
+    assert as_bytes(short) == as_bytes(full)
+    assert (short.status_code, short["X-Cache"], short["X-RateLimit-Remaining"]) == (200, "hit", "99")
+    assert short["X-Request-ID"] == REQUEST_ID
+    assert short["X-Content-Type-Options"] == "nosniff" and short["X-Frame-Options"] == "DENY"
+    if encoding == "gzip" and kind in ("list", "search"):
+        assert short["Content-Encoding"] == "gzip"
+        assert gzip.decompress(short.content) == answer(client, url, hit_path=True).content
+
+
+@pytest.mark.parametrize("who", ["anonymous", "token"])
+def test_a_304_is_the_full_paths_answer_byte_for_byte(bounty, limits, api_client, who):
+    client = client_for(bounty.owner) if who == "token" else api_client
+    url = urls(bounty)["list"]
+    warm(client, url)
+    etag = client.get(url)["ETag"]
+    weak = client.get(url, HTTP_ACCEPT_ENCODING="gzip")["ETag"]  # what a client of the gzip body echoes
+
+    for tag in (etag, weak):
+        full, short = both_paths(client, url, HTTP_IF_NONE_MATCH=tag)
+        assert short.short and not full.short
+        assert short.status_code == 304 and short.content == b""
+        assert as_bytes(short) == as_bytes(full)
+
+
+def test_a_stale_answer_within_the_coalescing_window_is_the_same_on_both_paths(
+    bounty, limits, api_client, settings
+):
+    settings.CACHE_PUBLIC_LAG_SECONDS = 30
+    settings.CACHE_COALESCE_SECONDS = 30
+    url = urls(bounty)["list"]
+    warm(api_client, url)
+    response_cache.bump([BOUNTY_LIST.scope()])  # a write elsewhere: the entry is now behind
+
+    full, short = both_paths(api_client, url)
+
+    assert short.short and not full.short
+    assert short["X-Cache"] == "stale"
+    assert as_bytes(short) == as_bytes(full)
+
+
+@pytest.mark.parametrize("who", ["anonymous", "token"])
+def test_a_429_is_the_full_paths_answer_byte_for_byte(bounty, limits, api_client, who):
+    limits(2)
+    client = client_for(bounty.owner) if who == "token" else api_client
+    url = urls(bounty)["list"]
+    warm(client, url)
+
+    full, short = both_paths(client, url, before=2)
+
+    assert (full.outcome, short.outcome) == (None, "limited")
+    assert_error(short, 429, "throttled")
+    assert short["Retry-After"] == short["X-RateLimit-Reset"]
+    assert as_bytes(short) == as_bytes(full)
+
+
+def test_an_accept_the_api_cannot_answer_gets_the_full_paths_406(bounty, limits, api_client):
+    url = urls(bounty)["list"]
+    warm(api_client, url)
+    full, short = both_paths(api_client, url, HTTP_ACCEPT="text/html")
+
+    assert not short.short
+    assert short.status_code == 406
+    assert as_bytes(short) == as_bytes(full)
+    assert (
+        answer(api_client, url, hit_path=True, HTTP_ACCEPT="text/html, application/json;q=0.9").status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize("kind", ["list", "detail"])
+def test_a_hit_is_one_redis_round_trip(bounty, limits, api_client, kind):
+    url = urls(bounty)[kind]
+    warm(api_client, url)
+
+    with redis_commands() as full:
+        assert answer(api_client, url, hit_path=False)["X-Cache"] == "hit"
+    with redis_commands() as short:
+        assert answer(api_client, url, hit_path=True)["X-Cache"] == "hit"
+
+    assert len(short) == 1
+    assert len(full) >= 3  # rate limit (SET NX, then INCR), the cache's MGET, a detail's view count
+
+
+def test_both_paths_count_in_the_same_rate_limit_bucket(bounty, limits, api_client):
+    limits(4)
+    url = urls(bounty)["search"]
+    warm(api_client, url)
+    reset_counts()
+
+    remaining = [
+        answer(api_client, url, hit_path=on)["X-RateLimit-Remaining"] for on in (True, False, True, False)
+    ]
+    refused = [answer(api_client, url, hit_path=on).status_code for on in (True, False)]
+
+    assert remaining == ["3", "2", "1", "0"]
+    assert refused == [429, 429]
+
+
+def test_a_detail_view_is_counted_once_by_either_path_and_never_when_refused(
+    bounty, limits, api_client, settings
+):
+    settings.VIEW_COUNT_FLUSH_SECONDS = 3600  # nothing flushes behind the test's back
+    limits(6)
+    url = urls(bounty)["detail"]
+    reset_counts()
+    answer(api_client, url, hit_path=True)  # a miss: the full path computes and counts it
+    answer(api_client, url, hit_path=True)  # a hit: counted in the round trip
+    answer(api_client, url, hit_path=False)  # the full path
+    response_cache.bump([BOUNTY_DETAIL.scope(bounty.pk)], hard=True)  # an operator's invalidation
+    answer(api_client, url, hit_path=True)  # the round trip counts it, the full path recomputes
+    answer(api_client, url, hit_path=True)
+    answer(api_client, url, hit_path=True)  # the 6th: the last allowed
+    assert answer(api_client, url, hit_path=True).status_code == 429
+    assert answer(api_client, url, hit_path=False).status_code == 429
+
+    services.bounty_views_flush()
+    bounty.refresh_from_db()
+    assert bounty.view_count == 6
+
+
+def test_a_detail_hit_may_flush_the_view_counts(bounty, limits, api_client):
+    url = urls(bounty)["detail"]
+    warm(api_client, url)  # the first view took the flush lock and flushed
+    get_redis_connection("default").delete(services._views_key("flush-lock"))
+
+    answer(api_client, url, hit_path=True)
+
+    bounty.refresh_from_db()
+    assert bounty.view_count == 3
+
+
+def test_a_revoked_token_is_refused_at_once_though_this_process_knew_it(bounty, limits, committed):
+    client = client_for(bounty.owner)
+    url = urls(bounty)["list"]
+    warm(client, url)
+    assert answer(client, url, hit_path=True).short
+
+    with committed():
+        token_revoke(raw_token=client.token)
+
+    refused = answer(client, url, hit_path=True)
+    assert_error(refused, 401)
+    assert not refused.short
+
+
+def test_a_token_the_process_has_not_seen_takes_the_full_path_once(bounty, limits):
+    client = client_for(bounty.owner)
+    url = urls(bounty)["stats"]
+    assert client.get(url).status_code == 200  # fills the entry
+    other = client_for(bounty.owner)  # a new token of the same user, and a new process
+    first = answer(other, url, hit_path=True)
+    second = answer(other, url, hit_path=True)
+
+    assert (first["X-Cache"], second["X-Cache"]) == ("hit", "hit")
+    assert (first.outcome, second.outcome) == ("new_token", "served")
+
+
+def test_the_author_of_a_write_is_not_served_the_page_it_changed(bounty, limits, settings, committed):
+    settings.CACHE_PUBLIC_LAG_SECONDS = 30
+    settings.CACHE_COALESCE_SECONDS = 30
+    author = client_for(bounty.owner)
+    url = urls(bounty)["list"]
+    warm(author, url)
+    with committed():
+        response = author.patch(
+            f"/api/bounties/{bounty.pk}", {"title": "Design a flower shop"}, format="json"
+        )
+    assert response.status_code == 200
+
+    page = answer(author, url, hit_path=True)
+
+    assert not page.short  # the mark sends the author to the full path, which recomputes
+    assert page["X-Cache"] == "miss" and "flower" in page.json()["results"][0]["title"]
+
+
+def test_redis_down_sends_reads_to_postgresql(bounty, limits, own_redis, api_client):
+    url = urls(bounty)["list"]
+    warm(api_client, url)
+    own_redis.stop()
+    response = answer(api_client, url, hit_path=True)
+
+    assert response.status_code == 200 and response["X-Cache"] == "miss"
+    assert response.outcome == "redis"
+
+
+def test_a_hit_is_measured_under_its_route(bounty, limits, api_client):
+    url = urls(bounty)["detail"]
+    warm(api_client, url)
+    labels = {"method": "GET", "route": "/api/bounties/{id}", "status_code": "2xx"}
+    before = metric("http_requests_total", **labels)
+    hits = metric("cache_hits_total", cache_key_prefix="bounty-detail")
+
+    answer(api_client, url, hit_path=True)
+
+    assert metric("http_requests_total", **labels) == before + 1
+    assert metric("cache_hits_total", cache_key_prefix="bounty-detail") == hits + 1
+
+
+def test_a_view_the_hit_path_cannot_serve_as_declared_is_refused_at_start():
+    class Private(APIView):
+        permission_classes = [IsAuthenticated]
+        cached_reads = {"get": CachedRead(BOUNTY_LIST, lambda request, kwargs: ())}
+
+        def get(self, request):
+            raise AssertionError("never run")
+
+    with pytest.raises(ImproperlyConfigured, match="public reads only"):
+        hit_path._route_of(Private.as_view())
+
+
+def test_middleware_it_would_skip_is_refused_at_start(settings):
+    at = settings.MIDDLEWARE.index("core.hit_path.HitPathMiddleware")
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE[: at + 1], "django.middleware.http.ConditionalGetMiddleware"]
+
+    with pytest.raises(ImproperlyConfigured, match="ConditionalGetMiddleware"):
+        HitPathMiddleware(lambda request: None)
