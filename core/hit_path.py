@@ -131,6 +131,11 @@ class HitPathMiddleware:
                 f"{', '.join(unknown)} after core.hit_path.HitPathMiddleware would be skipped by cached "
                 "hits: place it before, or teach the hit path what it does (core/hit_path.py FOLLOWING)."
             )
+        aliases = (response_cache.CACHE_ALIAS, "default", settings.RATELIMIT_USE_CACHE)
+        if len({str(settings.CACHES[alias]["LOCATION"]) for alias in aliases}) != 1:
+            raise ImproperlyConfigured(
+                f"the hit path reads the caches {aliases} in one round trip: one Redis for all"
+            )
         self._routes: dict[Callable, _Route | None] = {}
         self._token_users: dict[str, int] = {}
         self._matches: dict[str, Any] = {}  # path -> its URL match (bounded, see _match)

@@ -367,3 +367,25 @@ def test_middleware_it_would_skip_is_refused_at_start(settings):
 
     with pytest.raises(ImproperlyConfigured, match="ConditionalGetMiddleware"):
         HitPathMiddleware(lambda request: None)
+
+
+def test_caches_on_different_redis_servers_are_refused_at_start(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "ratelimit": {**settings.CACHES["ratelimit"], "LOCATION": "redis://127.0.0.1:1/0"},
+    }
+
+    with pytest.raises(ImproperlyConfigured, match="one Redis for all"):
+        HitPathMiddleware(lambda request: None)
+
+
+def test_with_rate_limits_off_a_hit_counts_nothing_and_matches_the_full_path(bounty, api_client, settings):
+    settings.RATELIMIT_ENABLE = False
+    url = urls(bounty)["search"]
+    warm(api_client, url)
+
+    full, short = both_paths(api_client, url)
+
+    assert short.short and not full.short
+    assert "X-RateLimit-Limit" not in short
+    assert as_bytes(short) == as_bytes(full)
