@@ -4,7 +4,7 @@ A cache hit used to cost three Redis round trips (django-ratelimit's ``SET NX`` 
 then the cache's ``MGET``) and the whole middleware stack and DRF dispatch around a body that
 was already rendered in Redis (docs/perf/hit-path-before.md). :class:`HitPathMiddleware` sits
 after the security middleware. For a GET of a route whose view names it in ``cached_reads`` it
-sends one non-transactional pipeline holding:
+sends one Lua script (``EVALSHA`` of ROUND_TRIP) that takes:
 
 - the rate-limit count: django-ratelimit's own key, window and expiry, so both paths count in
   the same bucket (``core.ratelimit.PendingCount``);
@@ -19,7 +19,7 @@ state (the headers middleware outside writes X-RateLimit-*), and the headers of 
 and DRF it skips (Content-Length, X-Frame-Options, Allow). Everything outside it (metrics,
 request id, gzip, rate-limit headers, security headers) runs as for any request.
 
-Anything else goes down the full path, with what the pipeline already did left on the request,
+Anything else goes down the full path, with what the round trip already did left on the request,
 so nothing is counted twice: a miss or an entry that needs a refresh, a request over its limit
 (the full path answers the 429 in the API's error shape with Retry-After), an Accept the API
 cannot answer, a token this process has not seen authenticated yet (the full path
@@ -32,7 +32,6 @@ down the full path, which answers 401 or looks the token up again).
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,10 +54,8 @@ from accounts import token_cache
 from accounts.authentication import BearerTokenAuthentication, bearer_token
 from accounts.tokens import hash_token
 from core import metrics, response_cache
-from core.ratelimit import PendingCount, RateLimitState, TieredRateLimit, pending_count, tier_for
+from core.ratelimit import TieredRateLimit, pending_count, tier_for
 from core.response_cache import CachedKind
-
-logger = logging.getLogger("bountyexpo.cache")
 
 # The middleware that may follow this one: what each does to a cached GET's response is done
 # here too (see _finish). Another one after it would be skipped on hits: refused at start-up.
@@ -401,6 +398,3 @@ def _same_owner(owner: Any, user_id: int | None) -> bool:
         and owner.get("user", {}).get("id") == user_id
         and owner["user"].get("is_active", False)
     )
-
-
-__all__ = ["CachedRead", "HitPathMiddleware", "PendingCount", "RateLimitState", "SideEffect"]

@@ -76,9 +76,10 @@ def tier_for(request, view) -> str:
 
 @dataclass(frozen=True)
 class PendingCount:
-    """One request's count in a tier, for a Redis pipeline (the lean hit path, core.hit_path):
-    django-ratelimit's key, window and expiry, computed as ``get_usage`` computes them, so a
-    request counted here and one counted by ``get_usage`` share the bucket."""
+    """One request's count in a tier, taken in the lean hit path's round trip (core.hit_path,
+    ``INCR`` then ``EXPIRE NX``): django-ratelimit's key, window and expiry, computed as
+    ``get_usage`` computes them, so a request counted there and one counted by ``get_usage``
+    share the bucket."""
 
     tier: str
     value: str  # the bucket: the user id, or the client IP
@@ -86,12 +87,6 @@ class PendingCount:
     window: int  # when the window ends (epoch seconds)
     expiry: int
     key: str  # the Redis key, with the cache's prefix and version
-
-    def queue(self, pipe) -> None:
-        """Two commands: INCR (the count; 1 creates the key) and EXPIRE NX (the expiry
-        django-ratelimit's ``add`` would have set, kept if it did)."""
-        pipe.incr(self.key)
-        pipe.expire(self.key, self.expiry, nx=True)
 
     def usage(self, count: int) -> dict:
         """``get_usage``'s answer for the INCR's reply."""

@@ -341,8 +341,8 @@ def servable(entry: Entry | None, generation: int, mark: int | None, now: float)
 
 
 def answer_as_is(entry: Entry | None, generation: int, now: float) -> str | None:
-    """ "hit" or "stale" when a servable entry is answered without a refresh (current and
-    fresh; or behind but younger than CACHE_COALESCE_SECONDS, so writes coalesce meanwhile);
+    """How a servable entry is answered without a refresh: "hit" (current and fresh) or
+    "stale" (behind, but younger than CACHE_COALESCE_SECONDS, so writes coalesce meanwhile);
     None when it needs the recompute lock (or there is no entry)."""
     if entry is None:
         return None
