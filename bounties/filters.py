@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 from django.conf import settings
+from django.db.models import Subquery
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import BaseFilterBackend
 
@@ -85,7 +86,18 @@ class RankOrdering(BountyOrdering):
         return ("-rank",)
 
     def filter_queryset(self, request, queryset, view):
-        return newest_matches(queryset, settings.SEARCH_RANK_CANDIDATES).order_by("-rank")
+        """The ranked window; its later pages keep the first page's window (pinned in the
+        cursor: bounties posted since are not in it), so paging neither skips the matches that
+        newer posts pushed out nor shows them twice."""
+        paginator = getattr(view, "paginator", None)
+        pin = paginator.pin(request) if paginator is not None else None
+        if pin is not None:
+            queryset = queryset.filter(pk__lte=pin)
+        ranked = newest_matches(queryset, settings.SEARCH_RANK_CANDIDATES).order_by("-rank")
+        if paginator is not None and pin is None:  # a first page: its cursors' bound, same query
+            newest_id = Bounty.all_objects.order_by("-pk").values("pk")[:1]
+            ranked = ranked.annotate(**{paginator.pin_annotation: Subquery(newest_id)})
+        return ranked
 
     def get_schema_operation_parameters(self, view):
         return []

@@ -182,7 +182,7 @@ class HitPathMiddleware:
         kind = route.read.kind
         if kind.ttl <= 0 or not _acceptable(request.META.get("HTTP_ACCEPT")):
             return None, "other"  # cache off; or DRF's negotiation answers 406
-        if response_cache.reads_paused() or token_cache.evictions_pending():
+        if response_cache.reads_paused():
             return None, "redis"
         try:
             raw_token = bearer_token(request)
@@ -191,6 +191,8 @@ class HitPathMiddleware:
             return None, "other"  # the full path answers 401 or 400
         user_id = key_hash = None
         if raw_token is not None:
+            if token_cache.evictions_pending():  # the full path retries them before trusting Redis
+                return None, "redis"
             key_hash = hash_token(raw_token)
             user_id = self._token_users.get(key_hash)
             if user_id is None:

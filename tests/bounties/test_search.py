@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import random
 
 import pytest
@@ -150,3 +151,37 @@ def test_search_returns_the_best_of_its_newest_candidates(api_client, settings):
 
     settings.SEARCH_RANK_CANDIDATES = 1000  # (another limit: not the page cached above)
     assert ids(api_client.get("/api/bounties/search?q=garden&category=web&limit=10"))[0] == oldest_and_best.pk
+
+
+def test_paging_keeps_the_first_pages_window_while_bounties_are_posted(api_client, settings):
+    """The newest-N window is pinned in the cursor: matches that newer posts push out of it are
+    still on the later pages, posts made since are not, and nothing is shown twice."""
+    settings.SEARCH_RANK_CANDIDATES = 4
+    owner = funded_user("1000.00")
+    early = [
+        paid_bounty(owner, amount="10.00", title=f"Garden job number {n}", description=FILLER)
+        for n in range(6)
+    ]
+    first = api_client.get("/api/bounties/search", {"q": "garden", "limit": 2})
+    newer = [
+        paid_bounty(owner, amount="10.00", title="Garden garden garden", description=FILLER) for _ in range(3)
+    ]
+
+    seen, link = ids(first), first.json()["next"]
+    while link:
+        page = api_client.get(link)
+        assert page.status_code == 200, page.content
+        seen, link = seen + ids(page), page.json()["next"]
+
+    assert sorted(seen) == sorted(bounty.pk for bounty in early[-4:])
+    fresh = api_client.get("/api/bounties/search", {"q": "garden", "limit": 10})
+    assert set(ids(fresh)) == {*(bounty.pk for bounty in newer), early[-1].pk}
+
+
+@pytest.mark.parametrize("window", ["abc", "0", "-5", "99999999999999999999", "١٢"])
+def test_a_cursor_with_a_bad_window_is_one_400(api_client, window):
+    cursor = base64.b64encode(f"w={window}&p=0.5".encode()).decode()
+
+    response = api_client.get("/api/bounties/search", {"q": "garden", "cursor": cursor})
+
+    assert_error(response, 400, "invalid_cursor")
