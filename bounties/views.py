@@ -32,7 +32,7 @@ from core.errors import DomainError
 from core.hit_path import CachedRead, Tally
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
-from core.response_cache import cached_response, request_parts, write_through
+from core.response_cache import request_parts, write_through
 
 logger = logging.getLogger("bountyexpo.search")
 
@@ -107,11 +107,8 @@ class BountyViewSet(viewsets.GenericViewSet):
     @extend_schema(responses={200: BountyListSerializer(many=True)})
     def list(self, request):
         """Cached per normalised query (CACHE_TTL_BOUNTY_LIST); X-Cache tells hit, miss or stale."""
-        return cached_response(
-            request,
-            BOUNTY_LIST,
-            request_parts(request),
-            lambda: self._page(self.get_queryset(), BountyListSerializer),
+        return self.cached_reads["list"].respond(
+            request, self.kwargs, lambda: self._page(self.get_queryset(), BountyListSerializer)
         )
 
     @extend_schema(
@@ -136,7 +133,7 @@ class BountyViewSet(viewsets.GenericViewSet):
                 logger.info("search refused by PostgreSQL: %s", exc)
                 raise InvalidSearchQuery(fields={"q": [InvalidSearchQuery.default_detail]}) from None
 
-        return cached_response(request, BOUNTY_SEARCH, request_parts(request), compute)
+        return self.cached_reads["search"].respond(request, self.kwargs, compute)
 
     @extend_schema(
         request=BountyWriteSerializer,
@@ -154,8 +151,8 @@ class BountyViewSet(viewsets.GenericViewSet):
     def retrieve(self, request, pk: int):
         """Cached per bounty (CACHE_TTL_BOUNTY_DETAIL); every view is counted, cached or not."""
         bounty_id = int(pk)
-        response = cached_response(
-            request, BOUNTY_DETAIL, (bounty_id,), lambda: bounty_detail_payload(bounty_id)
+        response = self.cached_reads["retrieve"].respond(
+            request, self.kwargs, lambda: bounty_detail_payload(bounty_id)
         )
         try:
             if not getattr(request._request, "hit_path_effect_done", False):  # else counted (core.hit_path)
@@ -285,4 +282,4 @@ class ProfileStatsView(APIView):
             get_object_or_404(profiles_public().only("pk"), pk=pk)
             return UserStatsSerializer(selectors.user_stats(user_id=pk)).data
 
-        return cached_response(request, USER_STATS, (pk,), compute)
+        return self.cached_reads["get"].respond(request, self.kwargs, compute)

@@ -103,19 +103,27 @@ class SideEffect(Protocol):
 @dataclass(frozen=True)
 class CachedRead:
     """A view action whose GET the short path may answer from ``kind``'s entry for
-    ``parts(request, url_kwargs)``; the view's own code must use the same kind and parts."""
+    ``parts(request, url_kwargs)``. The action answers through :meth:`respond`, so both paths
+    read the same entry by construction."""
 
     kind: CachedKind
     parts: Callable[[HttpRequest, dict], tuple]
     vary_auth: bool = False
     side_effect: SideEffect | None = None
 
+    def respond(self, request, url_kwargs: dict, compute: Callable[[], Any]) -> HttpResponse:
+        """The full path's answer: core.response_cache.cached_response for this entry."""
+        parts = self.parts(request, url_kwargs)
+        return response_cache.cached_response(request, self.kind, parts, compute, vary_auth=self.vary_auth)
+
 
 @dataclass(frozen=True)
 class _Route:
     read: CachedRead
     tier: str | None  # None: the view is not rate-limited
-    headers: dict[str, str]  # DRF's default response headers of the view (Allow, Vary)
+    # DRF's default response headers of the view: Vary (patched in) and the others (set).
+    vary: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...]
 
 
 class HitPathMiddleware:
@@ -232,7 +240,7 @@ class HitPathMiddleware:
         state = response_cache.answer_as_is(entry, generation, now)
         if state is None:
             return None, "miss"
-        (metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE).labels(kind.name).inc()
+        response_cache.count_answer(kind, state)
         request.resolver_match = match  # the metrics' route label
         if usage is not None and usage["limit"]:
             request.rate_limit = count.state(usage)  # RateLimitHeadersMiddleware writes X-RateLimit-*
@@ -364,15 +372,16 @@ def _route_of(func: Callable) -> _Route | None:
     if throttles not in ([], [TieredRateLimit]):
         raise ImproperlyConfigured(f"{where}: the hit path counts core.ratelimit.TieredRateLimit only")
     tier = tier_for(SimpleNamespace(method="GET"), view) if throttles else None
-    return _Route(read, tier, dict(view.default_response_headers))
+    headers = dict(view.default_response_headers)
+    vary = tuple(part.strip() for part in headers.pop("Vary", "").split(",") if part.strip())
+    return _Route(read, tier, vary, tuple(headers.items()))
 
 
 def _finish(response: HttpResponse, route: _Route) -> HttpResponse:
     """What DRF's finalize_response and the middleware after this one add to a cached GET."""
-    headers = dict(route.headers)
-    if vary := headers.pop("Vary", None):
-        patch_vary_headers(response, [part.strip() for part in vary.split(",")])
-    for name, value in headers.items():
+    if route.vary:
+        patch_vary_headers(response, route.vary)
+    for name, value in route.headers:
         response[name] = value
     if not response.has_header("Content-Length"):  # CommonMiddleware
         response["Content-Length"] = str(len(response.content))

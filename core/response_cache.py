@@ -302,7 +302,7 @@ def fetch(
     entry = servable(found.get(key), generation, found.get(mark) if mark else None, now)
     state = answer_as_is(entry, generation, now)
     if state is not None:
-        (metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE).labels(kind.name).inc()
+        count_answer(kind, state)
         return Lookup(state, entry.body, entry.etag)
 
     # Not thread-local: the refresh that releases it may run after this call returns.
@@ -349,6 +349,11 @@ def answer_as_is(entry: Entry | None, generation: int, now: float) -> str | None
     if entry.generation == generation:
         return "hit" if entry.fresh_until > now else None
     return "stale" if now - entry.computed_at < settings.CACHE_COALESCE_SECONDS else None
+
+
+def count_answer(kind: CachedKind, state: str) -> None:
+    """Count an answer from Redis ("hit" or "stale") in the kind's cache metrics."""
+    (metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE).labels(kind.name).inc()
 
 
 def _unlock(kind: CachedKind, lock) -> None:
