@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from accounts.models import User
 from accounts.services import UsernameTaken
+from core.serializers import ModelSerializer
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -41,7 +42,7 @@ class TokenSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
 
 
-class PublicProfileSerializer(serializers.ModelSerializer):
+class PublicProfileSerializer(ModelSerializer):
     created_at = serializers.DateTimeField(source="date_joined", read_only=True)
     # A plain string, not format uri: profiles without an avatar return "".
     avatar_url = serializers.CharField(
@@ -68,7 +69,7 @@ class PrivateProfileSerializer(PublicProfileSerializer):
         read_only_fields = fields
 
 
-class ProfileUpdateSerializer(serializers.ModelSerializer):
+class ProfileUpdateSerializer(ModelSerializer):
     skills = serializers.ListField(
         child=serializers.CharField(max_length=40, allow_blank=False), max_length=30, required=False
     )

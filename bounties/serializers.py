@@ -6,11 +6,12 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from bounties.models import Bounty, BountyRequest, WorkType
+from core.serializers import ModelSerializer
 
 MAX_AMOUNT = Decimal("10000.00")
 
 
-class BountyListSerializer(serializers.ModelSerializer):
+class BountyListSerializer(ModelSerializer):
     """Slim rows for lists and search; the fields are loaded by selectors.LIST_FIELDS."""
 
     owner_username = serializers.CharField(source="owner.username", read_only=True)
@@ -62,7 +63,7 @@ class BountyDetailSerializer(BountyListSerializer):
         read_only_fields = fields
 
 
-class BountyWriteSerializer(serializers.ModelSerializer):
+class BountyWriteSerializer(ModelSerializer):
     title = serializers.CharField(min_length=10, max_length=200)
     description = serializers.CharField(min_length=50, max_length=5000)
     amount = serializers.DecimalField(
@@ -124,7 +125,7 @@ class BountyUpdateSerializer(BountyWriteSerializer):
         return super().validate(attrs)
 
 
-class BountyRequestSerializer(serializers.ModelSerializer):
+class BountyRequestSerializer(ModelSerializer):
     """An application as its owner and its hunter see it; fields by selectors.REQUEST_FIELDS."""
 
     bounty_title = serializers.CharField(source="bounty.title", read_only=True)

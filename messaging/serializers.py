@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.serializers import ModelSerializer
 from messaging.models import Conversation, Message
 
 MAX_PARTICIPANTS = 50
@@ -25,7 +26,7 @@ class LastMessageSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(source="last_message_at")
 
 
-class ConversationSerializer(serializers.ModelSerializer):
+class ConversationSerializer(ModelSerializer):
     """A conversation as its participants see it; fields by selectors.conversations_of."""
 
     participants = ParticipantSerializer(many=True, read_only=True)
@@ -81,7 +82,7 @@ class ConversationCreateSerializer(serializers.Serializer):
         return value
 
 
-class MessageSerializer(serializers.ModelSerializer):
+class MessageSerializer(ModelSerializer):
     sender_username = serializers.CharField(source="sender.username", read_only=True)
 
     class Meta:

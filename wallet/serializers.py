@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
+from core.serializers import ModelSerializer
 from wallet.models import TransactionType, WalletTransaction
 
 
@@ -17,7 +18,7 @@ class WalletSummarySerializer(serializers.Serializer):
     available = money(read_only=True)
 
 
-class TransactionSerializer(serializers.ModelSerializer):
+class TransactionSerializer(ModelSerializer):
     amount = money(read_only=True)
 
     class Meta:
