@@ -102,6 +102,26 @@ def test_list_filters_honor_work_type_location_and_status():
     assert [r["id"] for r in client.get("/api/bounties?status=completed").json()["results"]] == [done.pk]
 
 
+def test_filter_forms_share_a_class_but_never_values_or_errors():
+    """BountyFilter builds its form class once (bounties/filters.py): each request's form still
+    holds only its own values and errors."""
+    from bounties.filters import BountyFilter
+
+    web = paid_bounty(amount="20.00", category="web")
+    design = paid_bounty(amount="20.00", category="design")
+    queryset = Bounty.objects.all()
+    first = BountyFilter({"category": "web"}, queryset=queryset)
+    refused = BountyFilter({"category": "no-such-category", "min_amount": "cheap"}, queryset=queryset)
+    second = BountyFilter({"category": "design"}, queryset=queryset)
+
+    assert type(first.form) is type(second.form) is type(refused.form)
+    assert first.form.fields["category"] is not second.form.fields["category"]
+    assert [bounty.pk for bounty in first.qs] == [web.pk]
+    assert not refused.is_valid() and set(refused.errors) == {"category", "min_amount"}
+    assert [bounty.pk for bounty in second.qs] == [design.pk]
+    assert first.is_valid() and second.is_valid() and not first.errors
+
+
 @pytest.mark.parametrize(
     "query", ["status=sleeping", "min_amount=cheap", "owner=me", "ordering=title", "is_for_honor=perhaps"]
 )
