@@ -31,13 +31,7 @@ done
 tokens=${TOKENS:-.local/loadtest/tokens.txt}
 [ -s "$tokens" ] || { echo "no tokens file $tokens: run manage.py seed_data first" >&2; exit 1; }
 port=${CHURN_PORT:-8011}
-# The local services' settings (make services writes them), unless set in the environment: a
-# server built from another commit runs in a worktree that has no .local/env of its own.
-if [ -f .local/env ]; then
-    while IFS='=' read -r name value; do
-        if [[ $name =~ ^[A-Z_]+$ ]] && [ -z "${!name:-}" ]; then export "$name=$value"; fi
-    done <.local/env
-fi
+load_local_env
 redis_url="${REDIS_URL%/*}/${CHURN_REDIS_DB:-5}"
 
 tree=$root

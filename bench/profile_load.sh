@@ -17,11 +17,7 @@ duration=${DURATION:-60} warm=${WARM:-30} sample=${SAMPLE:-25} port=${PORT:-8014
 tokens=${TOKENS:-.local/loadtest/tokens.txt}
 [ -s "$tokens" ] || { echo "no tokens file $tokens: run manage.py seed_data first" >&2; exit 1; }
 mkdir -p "$out"
-if [ -f .local/env ]; then  # the local services, unless set in the environment
-    while IFS='=' read -r name value; do
-        if [[ $name =~ ^[A-Z_]+$ ]] && [ -z "${!name:-}" ]; then export "$name=$value"; fi
-    done <.local/env
-fi
+load_local_env
 start_api "$port" RATELIMIT_ENABLE=0 REDIS_URL="${REDIS_URL%/*}/${PROFILE_REDIS_DB:-5}"
 wait_ready "http://127.0.0.1:$port/readyz"
 master=$(cat "$work/$port.pid")

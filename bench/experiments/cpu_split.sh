@@ -8,6 +8,7 @@
 #                                       DATABASE_URL / REDIS_URL or .local/env)
 set -euo pipefail
 . "$(dirname "$0")/../wrk/lib.sh"
+load_local_env
 workers=${GUNICORN_WORKERS:-5} threads=${GUNICORN_THREADS:-4}
 format=$(.venv/bin/python -c 'import runpy; print(runpy.run_path("deploy/gunicorn.conf.py")["access_log_format"])')
 start_process minimal .venv/bin/gunicorn --bind 127.0.0.1:8111 --workers "$workers" --worker-class gthread \
@@ -25,8 +26,7 @@ wait_ready http://127.0.0.1:8113/readyz
 for port in 8112 8113; do  # fill the cache entry
     curl -fsS -o /dev/null -H "X-Forwarded-For: 10.255.0.1" "http://127.0.0.1:$port/api/bounties?limit=20"
 done
-redis_url=${REDIS_URL:-$(grep -s '^REDIS_URL=' .local/env | cut -d= -f2-)}
-redis_port=$(echo "$redis_url" | sed -E 's#.*:([0-9]+)(/.*)?$#\1#')
+redis_port=$(echo "$REDIS_URL" | sed -E 's#.*:([0-9]+)(/.*)?$#\1#')
 redis=$(pgrep -f "redis-server.*:$redis_port" | head -1)
 
 ticks() {  # user and system clock ticks of the given pids: "user sys"

@@ -26,6 +26,17 @@ start_api() {
     _bench_pids+=($!)
 }
 
+# load_local_env: export the local services' settings (make services writes .local/env) that the
+# environment does not already set. A server built from another commit runs in a worktree that
+# has no .local/env of its own, so scripts export them here first.
+load_local_env() {
+    [ -f "$root/.local/env" ] || return 0
+    local name value
+    while IFS='=' read -r name value; do
+        if [[ $name =~ ^[A-Z_]+$ ]] && [ -z "${!name:-}" ]; then export "$name=$value"; fi
+    done <"$root/.local/env"
+}
+
 # start_process <log name> <command ...>: any other server, stopped with the script.
 start_process() {
     local name=$1
