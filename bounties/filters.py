@@ -93,8 +93,12 @@ class RankOrdering(BountyOrdering):
     """Search results: best match first, among the newest SEARCH_RANK_CANDIDATES matches of the
     filters (selectors.newest_matches)."""
 
+    # Equal ranks are common (one-word titles, the same words): the newest first among them,
+    # so a page, its cache entry and the next page's offset always see one order.
+    ordering = ("-rank", "-pk")
+
     def get_ordering(self, request, queryset, view) -> tuple[str, ...]:
-        return ("-rank",)
+        return self.ordering
 
     def filter_queryset(self, request, queryset, view):
         """The ranked window; its later pages keep the first page's window (pinned in the
@@ -104,7 +108,7 @@ class RankOrdering(BountyOrdering):
         pin = paginator.pin(request) if paginator is not None else None
         if pin is not None:
             queryset = queryset.filter(pk__lte=pin)
-        ranked = newest_matches(queryset, settings.SEARCH_RANK_CANDIDATES).order_by("-rank")
+        ranked = newest_matches(queryset, settings.SEARCH_RANK_CANDIDATES).order_by(*self.ordering)
         if paginator is not None and pin is None:  # a first page: its cursors' bound, same query
             newest_id = Bounty.all_objects.order_by("-pk").values("pk")[:1]
             ranked = ranked.annotate(**{paginator.pin_annotation: Subquery(newest_id)})

@@ -86,6 +86,23 @@ def test_search_paginates_by_rank(api_client, catalogue):
     assert second["next"] is None
 
 
+def test_equal_ranks_come_newest_first_and_page_without_repeats(api_client):
+    """Same words, same rank: the tie goes to the newest, so every page (and its cache entry,
+    and the next page's offset into the tie) sees one order."""
+    owner = funded_user("1000.00")
+    twins = [paid_bounty(owner, amount="10.00", title="Fix a squeaky door", description=FILLER) for _ in range(7)]
+    Bounty.objects.filter(pk__in=[twin.pk for twin in twins]).update(created_at=twins[0].created_at)
+
+    first = api_client.get("/api/bounties/search", {"q": "squeaky", "limit": 3})
+    seen, link, ranks = ids(first), first.json()["next"], {row["rank"] for row in first.json()["results"]}
+    while link:
+        page = api_client.get(link)
+        seen, link = seen + ids(page), page.json()["next"]
+
+    assert len(ranks) == 1  # a real tie
+    assert seen == sorted((twin.pk for twin in twins), reverse=True)
+
+
 @pytest.mark.parametrize("query", ["", "?q=", f"?q={'x' * 201}", "?q=react&category=astrology"])
 def test_bad_search_is_400(api_client, query):
     assert_error(api_client.get(f"/api/bounties/search{query}"), 400, "validation_error")
