@@ -77,19 +77,29 @@ LEFT JOIN pg_available_extensions e ON e.name = want.name
 # operator's btree strategy (NULL: not a btree operator, LIKE, @@...) and the column's
 # distinct values from pg_stats (negative there: a fraction of the rows). Both sides are
 # materialised: pg_qualstats() looks like one row to the planner, which would otherwise expand
-# the pg_stats view once per predicate.
+# the pg_stats view once per predicate. pg_qualstats keeps one entry per constant value
+# (track_constants), up to pg_qualstats.max (10,000 on the local cluster): the entries are
+# summed per predicate first, so the joins see its distinct predicates (a few hundred).
+# bench/qualstats_sql.py measures both ways.
 QUALS_SQL = """
-WITH quals AS MATERIALIZED (
-    SELECT q.lrelid AS table_oid, n.nspname AS schema, c.relname AS table, c.reltuples,
-           q.lattnum AS attnum, a.attname AS column, coalesce(q.qualid, q.qualnodeid) AS qual_group,
-           q.queryid, q.eval_type, q.nbfiltered, q.execution_count, q.opno
+WITH entries AS MATERIALIZED (
+    SELECT q.lrelid, q.lattnum, coalesce(q.qualid, q.qualnodeid) AS qual_group, q.queryid,
+           q.eval_type, q.opno, sum(q.nbfiltered) AS nbfiltered,
+           sum(q.execution_count) AS execution_count, count(*) AS entries
     FROM pg_qualstats() q
+    WHERE q.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND q.rrelid IS NULL AND q.lattnum > 0 AND coalesce(q.queryid, 0) <> 0
+    GROUP BY q.lrelid, q.lattnum, coalesce(q.qualid, q.qualnodeid), q.queryid, q.eval_type, q.opno
+),
+quals AS MATERIALIZED (
+    SELECT q.lrelid AS table_oid, n.nspname AS schema, c.relname AS table, c.reltuples,
+           q.lattnum AS attnum, a.attname AS column, q.qual_group, q.queryid, q.eval_type,
+           q.nbfiltered, q.execution_count, q.opno, q.entries
+    FROM entries q
     JOIN pg_class c ON c.oid = q.lrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
     JOIN pg_attribute a ON a.attrelid = q.lrelid AND a.attnum = q.lattnum AND NOT a.attisdropped
-    WHERE q.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-      AND q.rrelid IS NULL AND q.lattnum > 0 AND coalesce(q.queryid, 0) <> 0
-      AND c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 ),
 strategies AS MATERIALIZED (
     SELECT o.amopopr AS opno, min(o.amopstrategy) AS strategy
@@ -103,7 +113,7 @@ stats AS MATERIALIZED (
     WHERE NOT st.inherited AND (st.schemaname, st.tablename) IN (SELECT q.schema, q.table FROM quals q)
 )
 SELECT q.table_oid, q.schema, q.table, q.attnum, q.column, q.qual_group, q.queryid, q.eval_type,
-       q.nbfiltered, q.execution_count, s.strategy,
+       q.nbfiltered, q.execution_count, q.entries, s.strategy,
        CASE WHEN coalesce(st.n_distinct, 0) >= 0 THEN coalesce(st.n_distinct, 0)
             ELSE -st.n_distinct * greatest(q.reltuples, 0) END AS distinct_values
 FROM quals q
@@ -606,7 +616,7 @@ def suggest_indexes(
     if not quals.ok:
         result.error = quals.error
         return result
-    result.predicates = len(quals.rows)
+    result.predicates = sum(qual["entries"] for qual in quals.rows)
 
     candidates = []
     for candidate in build_candidates(quals.rows):
