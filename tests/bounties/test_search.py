@@ -90,7 +90,9 @@ def test_equal_ranks_come_newest_first_and_page_without_repeats(api_client):
     """Same words, same rank: the tie goes to the newest, so every page (and its cache entry,
     and the next page's offset into the tie) sees one order."""
     owner = funded_user("1000.00")
-    twins = [paid_bounty(owner, amount="10.00", title="Fix a squeaky door", description=FILLER) for _ in range(7)]
+    twins = [
+        paid_bounty(owner, amount="10.00", title="Fix a squeaky door", description=FILLER) for _ in range(7)
+    ]
     Bounty.objects.filter(pk__in=[twin.pk for twin in twins]).update(created_at=twins[0].created_at)
 
     first = api_client.get("/api/bounties/search", {"q": "squeaky", "limit": 3})
