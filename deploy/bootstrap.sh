@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make run` and `make test` need and is missing.
 #   deploy/bootstrap.sh system   Debian packages (PostgreSQL 15, Redis, python3-venv) when root
-#   deploy/bootstrap.sh python   the virtualenv in .venv from requirements.txt
+#   deploy/bootstrap.sh python   the virtualenv in .venv from requirements.txt (which includes
+#                                requirements-runtime.txt)
 #   deploy/bootstrap.sh browser  Debian's chromium when root (the browser test of make test)
 #   deploy/bootstrap.sh promtool Debian's prometheus package when root (its promtool tests the alert rules)
 # Each step is skipped when its result is already there, so running it again is cheap.
@@ -76,7 +77,7 @@ apt_install() {
 python_env() {
   local python stamp="$VENV/.requirements.sha256" want
   python=$(find_python) || die "Python 3.11 or newer is needed (Debian: apt-get install python3 python3-venv)."
-  want=$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)
+  want=$(cat "$ROOT/requirements.txt" "$ROOT/requirements-runtime.txt" | sha256sum | cut -d' ' -f1)
   if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi

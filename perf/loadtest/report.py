@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt
-
 GENERATOR_SATURATED = 80.0  # % of one core: above this the generator, not the server, limits
 
 
@@ -253,7 +248,16 @@ def _churn_lines(churn: dict | None) -> list[str]:
 
 def render_chart(result: dict, path: Path) -> None:
     """RPS and p95 over time, with the user count, as a PNG; for a churn run, a second panel
-    with the response-cache hit ratio and the read p99 of every second."""
+    with the response-cache hit ratio and the read p99 of every second.
+
+    matplotlib is a load-test tool (requirements-dev.txt), imported here only: the perf admin
+    imports this module for its report helpers and runs without it.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
     history = result["stats"]["history"]
     seconds = [point["elapsed_s"] for point in history]
     churn = result.get("churn")
