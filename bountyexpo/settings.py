@@ -7,6 +7,7 @@ always win over that file.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -34,6 +35,16 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-only-used-with-debug-on"  # noqa: S105 (DEBUG only)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+# Networks whose addresses are accepted as the Host header besides ALLOWED_HOSTS (django-allow-cidr):
+# Kubernetes probes and Prometheus reach a pod by its IP. Empty: no extra middleware.
+ALLOWED_CIDR_NETS = env_list("ALLOWED_CIDR_NETS", [])
+for _net in ALLOWED_CIDR_NETS:
+    try:
+        ipaddress.ip_network(_net)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"ALLOWED_CIDR_NETS: {_net!r} is not a network (e.g. 10.0.0.0/8 or fd00::/8)."
+        ) from None
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SECURE_COOKIES = env_bool("SECURE_COOKIES", False)
 SESSION_COOKIE_SECURE = SECURE_COOKIES
@@ -101,6 +112,10 @@ if METRICS_ENABLED:
     # Outermost, so the latency covers the whole stack (django-prometheus's Before middleware
     # plus the guide's series; its After middleware is left out, see core/instrumentation.py).
     MIDDLEWARE = ["core.instrumentation.PrometheusBeforeMiddleware", *MIDDLEWARE]
+if ALLOWED_CIDR_NETS:
+    # First, as its docs ask: it takes over the Host check (ALLOWED_HOSTS becomes "*" and the
+    # listed hosts or the networks are checked here), so no middleware sees a bad host first.
+    MIDDLEWARE = ["allow_cidr.middleware.AllowCIDRMiddleware", *MIDDLEWARE]
 
 HIT_PATH_ENABLED = env_bool("HIT_PATH_ENABLED", True)
 

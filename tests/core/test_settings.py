@@ -163,6 +163,36 @@ def test_production_security_settings_pass_check_deploy():
     assert "no issues" in result.stdout
 
 
+def test_allowed_cidr_nets_accept_a_pod_address_as_host_and_nothing_else():
+    code = (
+        "from django.test import Client\n"
+        "c = Client()\n"
+        "hosts = ['10.1.2.3:8000', 'api.example.com', '192.168.1.1', 'evil.example.com',"
+        " '10.0.0.1.evil.com']\n"
+        "for host in hosts:\n"
+        "    print(host, c.get('/healthz', HTTP_HOST=host).status_code)"
+    )
+    result = start_django(
+        code, SECRET_KEY="s" * 50, ALLOWED_HOSTS="api.example.com", ALLOWED_CIDR_NETS="10.0.0.0/8"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert dict(line.split() for line in result.stdout.splitlines()) == {
+        "10.1.2.3:8000": "200",
+        "api.example.com": "200",
+        "192.168.1.1": "400",
+        "evil.example.com": "400",
+        "10.0.0.1.evil.com": "400",
+    }
+
+
+def test_a_bad_allowed_cidr_net_refuses_to_start():
+    result = start_django(SECRET_KEY="s" * 50, ALLOWED_CIDR_NETS="10.0.0.0/8,ten-net")
+
+    assert result.returncode != 0
+    assert "ALLOWED_CIDR_NETS: 'ten-net' is not a network" in result.stderr
+
+
 def test_https_redirect_leaves_the_probes_on_plain_http():
     code = (
         "from django.test import Client\n"
