@@ -190,6 +190,40 @@ _default_db["OPTIONS"] = {
     "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
 }
 DATABASES = {"default": _default_db}
+
+# --- Streaming replicas (core/db/replicas.py) ----------------------------------------------
+# Zero or more read-only replicas: safe-method API requests read from one (lists, details,
+# search, profiles, conversations), everything else stays on the primary. Each worker keeps a
+# pool per replica (the same sizes as the primary's): count them in the connection budget.
+DATABASE_REPLICA_URLS = env_list("DATABASE_REPLICA_URLS", [])
+# A replica further behind the primary than this is skipped (reads go to the primary).
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_float("DATABASE_REPLICA_MAX_LAG_SECONDS", 5.0, minimum=0)
+# How often each process measures a replica's lag, and how long it leaves a replica that
+# failed (connect error, lost connection, recovery conflict) before trying it again.
+DATABASE_REPLICA_CHECK_SECONDS = env_float("DATABASE_REPLICA_CHECK_SECONDS", 2.0, minimum=0.1)
+DATABASE_REPLICA_RETRY_SECONDS = env_float("DATABASE_REPLICA_RETRY_SECONDS", 5.0, minimum=0.1)
+# After a user's write, that user's reads stay on the primary this long (tracked in Redis, so
+# on every worker and instance).
+DATABASE_READ_YOUR_WRITES_SECONDS = env_float("DATABASE_READ_YOUR_WRITES_SECONDS", 5.0, minimum=0)
+for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
+    _replica = dj_database_url.parse(_url, conn_max_age=0)
+    if _replica["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_REPLICA_URLS: replica {_number} must be PostgreSQL, got {_replica['ENGINE']}."
+        )
+    _replica["ENGINE"] = "core.db"
+    _replica["OPTIONS"] = {
+        **_default_db["OPTIONS"],
+        "pool": {**_default_db["OPTIONS"]["pool"], "name": f"replica_{_number}"},
+    }
+    # Under test, the replica is the test database (Django creates none for it).
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES[f"replica_{_number}"] = _replica
+if DATABASE_REPLICA_URLS:
+    DATABASE_ROUTERS = ["core.db.replicas.PrimaryReplicaRouter"]
+    # Last: it runs a request again on the primary when its replica failed under it, and only
+    # the view then runs twice.
+    MIDDLEWARE = [*MIDDLEWARE, "core.db.replicas.ReplicaMiddleware"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis through django-redis -------------------------------------------------------------

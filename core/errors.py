@@ -22,7 +22,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
-from core.db import availability
+from core.db import availability, replicas
 from core.request_id import get_request_id
 
 logger = logging.getLogger("bountyexpo.errors")
@@ -65,6 +65,8 @@ def database_failure(exc: BaseException | None) -> tuple[str, str] | None:
     if not isinstance(exc, db_utils.OperationalError | db_utils.InterfaceError):
         return None
     cause = exc.__cause__
+    if replicas.failed_in_this_request():  # a replica's failure: the request runs again on the primary
+        return "database_unavailable", "A read replica is unavailable; retry shortly."
     if isinstance(cause, PoolTimeout | TooManyRequests):
         availability.checkout_failed()
         return "database_busy", "Every database connection is busy; retry shortly."

@@ -14,6 +14,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.db import replicas
 from core.errors import error_body
 
 logger = logging.getLogger("bountyexpo.health")
@@ -62,4 +63,8 @@ class ReadyzView(ProbeView):
         if failures:
             message = "Not ready: " + ", ".join(f"{name} unreachable" for name in failures) + "."
             return Response(error_body("not_ready", message, failures), status=503)
-        return Response({"status": "ready", "checks": {name: "ok" for name in READINESS_CHECKS}})
+        body = {"status": "ready", "checks": {name: "ok" for name in READINESS_CHECKS}}
+        if replicas.replica_aliases():
+            # Reported, never failing: reads fall back to the primary while a replica is out.
+            body["replicas"] = replicas.readiness()
+        return Response(body)

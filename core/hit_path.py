@@ -67,6 +67,7 @@ FOLLOWING = {
     "django.contrib.auth.middleware.AuthenticationMiddleware",  # a lazy request.user
     "django.contrib.messages.middleware.MessageMiddleware",  # the API keeps no messages
     "django.middleware.clickjacking.XFrameOptionsMiddleware",  # X-Frame-Options
+    "core.db.replicas.ReplicaMiddleware",  # routes a GET's database reads: a hit makes none
 }
 # URL matches kept per path (a detail's path names one bounty): forgotten all at once when full.
 PATH_MEMORY = 10_000

@@ -83,6 +83,14 @@ DB_POOL_MAX = Gauge(
     ["alias"],
     multiprocess_mode="livesum",
 )
+DB_REPLICA_FALLBACKS = Counter(
+    "db_replica_fallbacks_total",
+    "Requests that could have read from a replica and read from the primary instead, by reason: "
+    "read_your_writes (the user wrote within DATABASE_READ_YOUR_WRITES_SECONDS), lagging, failed "
+    "(no usable replica), behind_cache (a page to cache needs writes the replica has not replayed), "
+    "retried (the replica failed mid-request and it ran again on the primary).",
+    ["reason"],
+)
 DB_POOL_WAITS = Counter(
     "db_connection_pool_waits_total", "Requests that had to queue for a pooled connection."
 )

@@ -74,6 +74,7 @@ from rest_framework.renderers import JSONRenderer
 
 from core import metrics
 from core.cache_keys import make_key
+from core.db import replicas
 from core.request_id import get_current_request
 
 logger = logging.getLogger("bountyexpo.cache")
@@ -426,7 +427,11 @@ def _computed(
 ) -> Lookup:
     """Compute from PostgreSQL (a miss, also when the cache is off or down); with ``store_as``
     (key, generation, started) store the result. A refresh after a stale answer is not a
-    second response, so it is not ``counted`` as a miss."""
+    second response, so it is not ``counted`` as a miss. A result to be stored under the
+    generation just read is computed on a replica only if that replica has replayed every write
+    that moved the generation (core.db.replicas.before_cached_compute)."""
+    if store_as is not None:
+        replicas.before_cached_compute()
     body = render(compute())
     etag = etag_for(body)
     if counted:

@@ -9,11 +9,13 @@ to Django (tests/core/test_metrics.py checks the pool is the one in use).
 
 from __future__ import annotations
 
+import psycopg
 from django.conf import settings
 from django.db.backends.postgresql import base
+from django.db.utils import InterfaceError, OperationalError
 from django_prometheus.db.backends.postgresql import base as prometheus_base
 
-from core.db import availability
+from core.db import availability, replicas
 from core.instrumentation import observe_query
 
 _Base = prometheus_base.DatabaseWrapper if settings.METRICS_ENABLED else base.DatabaseWrapper
@@ -22,17 +24,39 @@ _Base = prometheus_base.DatabaseWrapper if settings.METRICS_ENABLED else base.Da
 class DatabaseWrapper(_Base):
     def __init__(self, settings_dict, alias="default"):
         super().__init__(settings_dict, alias)
+        self.is_replica = alias.startswith(replicas.REPLICA_PREFIX)
         if settings.METRICS_ENABLED:
             self.execute_wrappers.append(observe_query)
+        if self.is_replica:
+            self.execute_wrappers.append(self._replica_guard)
         pool_options = settings_dict["OPTIONS"].get("pool")
         if isinstance(pool_options, dict):
             # The pool gives up reconnecting at once (reconnect_timeout, in settings) and says so
-            # here; the guard then probes and lets traffic back when PostgreSQL answers.
-            pool_options.setdefault("reconnect_failed", availability.pool_gave_up)
+            # here; the guard then probes and lets traffic back when PostgreSQL answers. A
+            # replica's pool tells core.db.replicas instead: the primary is not down.
+            giving_up = replicas.pool_gave_up if self.is_replica else availability.pool_gave_up
+            pool_options.setdefault("reconnect_failed", giving_up)
+
+    def _replica_guard(self, execute, sql, params, many, context):
+        """A replica that loses its connection or cancels a query for a recovery conflict is
+        skipped, and the request runs again on the primary (core.db.replicas). A statement
+        timeout is the query's cost, not the replica's fault: it is not retried."""
+        try:
+            return execute(sql, params, many, context)
+        except (OperationalError, InterfaceError) as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.QueryCanceled):
+                replicas.replica_failed(self.alias, exc)
+            raise
 
     def get_new_connection(self, conn_params):
         if self.pool is None:
             return super().get_new_connection(conn_params)
+        if self.is_replica:
+            try:
+                return super().get_new_connection(conn_params)
+            except availability.CHECKOUT_FAILURES as exc:
+                replicas.replica_failed(self.alias, exc)
+                raise
         availability.before_checkout(self)
         try:
             connection = super().get_new_connection(conn_params)

@@ -193,6 +193,31 @@ def test_a_bad_allowed_cidr_net_refuses_to_start():
     assert "ALLOWED_CIDR_NETS: 'ten-net' is not a network" in result.stderr
 
 
+def test_a_replica_that_is_not_postgresql_refuses_to_start():
+    result = start_django(SECRET_KEY="s" * 50, DATABASE_REPLICA_URLS="postgres://a@h/db,sqlite:///replica.db")
+
+    assert result.returncode != 0
+    assert "DATABASE_REPLICA_URLS: replica 2 must be PostgreSQL" in result.stderr
+
+
+def test_replicas_add_an_alias_each_the_router_and_its_middleware_and_nothing_without():
+    code = (
+        "from django.conf import settings\n"
+        "print(sorted(settings.DATABASES), settings.DATABASE_ROUTERS,"
+        " settings.MIDDLEWARE[-1].rsplit('.', 1)[-1])"
+    )
+    urls = "postgres://a:b@replica-one:5432/db,postgres://a:b@replica-two:5432/db"
+    with_replicas = start_django(code, SECRET_KEY="s" * 50, DATABASE_REPLICA_URLS=urls)
+    without = start_django(code, SECRET_KEY="s" * 50)
+
+    assert with_replicas.returncode == 0, with_replicas.stderr
+    assert with_replicas.stdout.split("] ", 1)[0] == "['default', 'replica_1', 'replica_2'"
+    assert "core.db.replicas.PrimaryReplicaRouter" in with_replicas.stdout
+    assert with_replicas.stdout.split()[-1] == "ReplicaMiddleware"
+    assert without.stdout.split("] ", 1)[0] == "['default'"
+    assert "[]" in without.stdout and without.stdout.split()[-1] != "ReplicaMiddleware"
+
+
 def test_https_redirect_leaves_the_probes_on_plain_http():
     code = (
         "from django.test import Client\n"
