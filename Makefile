@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 GUNICORN_PIDFILE ?= .local/gunicorn.pid
 
-.PHONY: help deps browser promtool services migrate run test bench fuzz chaos lint format stop
+.PHONY: help deps browser promtool nginx services migrate run scale-demo test bench fuzz chaos lint format stop
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 deps: ## install what is missing: Debian packages (as root) and the virtualenv
 	@deploy/bootstrap.sh system
@@ -21,6 +21,9 @@ browser: ## install Debian's chromium when missing (as root): the perf admin's b
 
 promtool: ## install Debian's prometheus package for promtool when missing (as root): the alert-rule tests
 	@deploy/bootstrap.sh promtool
+
+nginx: ## install Debian's nginx-light when missing (as root): several instances behind nginx
+	@deploy/bootstrap.sh nginx
 
 services: deps ## start the project-local PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set)
 	@deploy/services.sh start
@@ -35,7 +38,12 @@ run: migrate ## bootstrap, migrate, load the demo data and serve on http://127.0
 	@echo "Serving on http://$${BIND:-127.0.0.1:8000}  (docs: /api/docs, admin: /admin/, ready: /readyz). Ctrl-C stops; make stop stops the databases."
 	@exec $(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py bountyexpo.wsgi
 
-test: services browser promtool lint ## bootstrap, lint, then the whole test suite against real PostgreSQL and Redis
+scale-demo: migrate nginx ## two gunicorn instances (8001, 8002) behind nginx on http://127.0.0.1:8080
+	@$(MANAGE) collectstatic --noinput -v0
+	@$(MANAGE) load_demo
+	@exec deploy/scale_demo.sh
+
+test: services browser promtool nginx lint ## bootstrap, lint, then the whole test suite against real PostgreSQL and Redis
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: services ## print read-path latency figures (test database, 50,000 bounties); not part of make test

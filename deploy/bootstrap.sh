@@ -5,6 +5,7 @@
 #                                requirements-runtime.txt)
 #   deploy/bootstrap.sh browser  Debian's chromium when root (the browser test of make test)
 #   deploy/bootstrap.sh promtool Debian's prometheus package when root (its promtool tests the alert rules)
+#   deploy/bootstrap.sh nginx    Debian's nginx-light when root (several instances behind nginx: test, demo)
 # Each step is skipped when its result is already there, so running it again is cheap.
 set -euo pipefail
 
@@ -112,11 +113,23 @@ promtool_package() {
   apt_install prometheus
 }
 
+# nginx, for the several-instances test and `make scale-demo` (make test only). Debian's
+# nginx-light; policy-rc.d keeps its system-wide server from starting.
+nginx_package() {
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] && return 0
+  if [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ]; then
+    die "missing: nginx (the several-instances test and make scale-demo). Install it (Debian: sudo apt-get install nginx-light)."
+  fi
+  log "installing Debian package: nginx-light"
+  apt_install nginx-light
+}
+
 case "${1:-}" in
   system) system_packages ;;
   browser) browser_package ;;
   promtool) promtool_package ;;
+  nginx) nginx_package ;;
   python) python_env ;;
   pg-bindir) pg_bindir ;;
-  *) die "usage: $0 system|python|browser|promtool|pg-bindir" ;;
+  *) die "usage: $0 system|python|browser|promtool|nginx|pg-bindir" ;;
 esac

@@ -194,6 +194,8 @@ def test_compose_names_only_services_it_defines_and_mounts_files_that_exist():
                 assert (DEPLOY / source).exists(), f"{name} mounts {source}: missing"
         if "build" in service:
             assert (DEPLOY / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+    upstreams = re.findall(r"^\s*server (app\d+):8000 ", (DEPLOY / "nginx.conf").read_text(), re.M)
+    assert upstreams == ["app1", "app2"] and set(upstreams) <= set(services)
     primary = " ".join(services["postgres"]["command"])
     assert "shared_preload_libraries=pg_stat_statements" in primary
     assert "pg_basebackup" in (DEPLOY / "compose" / "replica.sh").read_text()
