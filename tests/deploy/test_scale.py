@@ -28,7 +28,7 @@ from accounts.services import token_issue
 from bounties.models import Bounty
 from perf.loadtest.chaos.harness import free_port
 from tests.conftest import gunicorn_server
-from tests.factories import bounty_data, funded_user
+from tests.factories import bounty_data, funded_user, paid_bounty
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,14 +105,21 @@ def bearer(user) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw}"}
 
 
-def test_requests_spread_over_both_instances_and_the_client_address_is_forwarded(tmp_path):
+def test_requests_spread_over_both_instances_and_page_links_lead_back_through_nginx(tmp_path):
+    owner = funded_user("100.00")
+    for n in range(6):
+        paid_bounty(owner, amount="1.00", title=f"Spread job {n}")
     with two_instances_behind_nginx(tmp_path, RATELIMIT_ENABLE="0") as (url, first, second):
         pages = [requests.get(f"{url}/api/bounties", params={"limit": 5}, timeout=10) for _ in range(40)]
         statuses = [page.status_code for page in pages]
         counts = served(first, "/api/bounties"), served(second, "/api/bounties")
+        following = requests.get(pages[0].json()["next"], timeout=10)
 
     assert statuses == [200] * 40
     assert sum(counts) == 40 and min(counts) >= 5, counts
+    # The Host the client used, port included, reaches the app: links point back at nginx.
+    assert pages[0].json()["next"].startswith(f"{url}/api/bounties?")
+    assert following.status_code == 200 and len(following.json()["results"]) == 1
 
 
 def test_rate_limits_and_cache_invalidation_hold_across_instances(tmp_path):
