@@ -89,6 +89,10 @@ curl -fsS http://127.0.0.1:8080/readyz; echo
     sleep "$stop_replica_at"
     on_replica=$(selects "$replica_url") on_primary=$(selects "$primary_url")
     echo "$on_replica $on_primary" >"$work/at_stop"
+    for port in 8001 8002; do
+        curl -fsS "http://127.0.0.1:$port/metrics" | grep '^db_replica_fallbacks_total' |
+            sed "s/^/instance $port before the stop: /" >>"$work/fallbacks" || true
+    done
     as_pg "$bindir/pg_ctl" -D "$work/standby" -m immediate stop >/dev/null
     echo "==> $(date +%T) replica stopped (immediate) after ${stop_replica_at} s"
     sleep $((kill_at - stop_replica_at))
@@ -108,6 +112,7 @@ wait "$events" || true
 read -r on_replica on_primary <"$work/at_stop"
 echo "SELECT statements before the replica stopped: replica $on_replica, primary $on_primary," \
     "replica share $(awk -v r="$on_replica" -v p="$on_primary" 'BEGIN { printf "%.1f %%", 100 * r / (r + p) }')"
+cat "$work/fallbacks" 2>/dev/null || true
 for port in 8001 8002; do
     echo "instance $port: $(grep -c 'ran again on the primary' "$work/$port.log" || true) requests re-run on the primary," \
         "$(grep -c 'skipped for' "$work/$port.log" || true) replica-skipped warnings"
