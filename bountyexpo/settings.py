@@ -202,6 +202,10 @@ DATABASE_REPLICA_MAX_LAG_SECONDS = env_float("DATABASE_REPLICA_MAX_LAG_SECONDS",
 # failed (connect error, lost connection, recovery conflict) before trying it again.
 DATABASE_REPLICA_CHECK_SECONDS = env_float("DATABASE_REPLICA_CHECK_SECONDS", 2.0, minimum=0.1)
 DATABASE_REPLICA_RETRY_SECONDS = env_float("DATABASE_REPLICA_RETRY_SECONDS", 5.0, minimum=0.1)
+# A page to cache is computed on a replica only once it has replayed the primary's WAL up to
+# the moment the page's generation was read: how long a cache miss waits for that (else the
+# primary computes it).
+DATABASE_REPLICA_CATCH_UP_MS = env_int("DATABASE_REPLICA_CATCH_UP_MS", 20, minimum=0)
 # After a user's write, that user's reads stay on the primary this long (tracked in Redis, so
 # on every worker and instance).
 DATABASE_READ_YOUR_WRITES_SECONDS = env_float("DATABASE_READ_YOUR_WRITES_SECONDS", 5.0, minimum=0)

@@ -255,7 +255,8 @@ def before_cached_compute() -> None:
     replica's page would: so the request reads from its replica only if the replica has
     replayed up to the primary's WAL position of this moment (every such write committed
     before the generation was read, hence before this position); otherwise from the primary.
-    Costs a round trip to each, on cache misses only."""
+    Costs a round trip to each (and up to DATABASE_REPLICA_CATCH_UP_MS of waiting), on cache
+    misses only."""
     scope = _scope.get()
     if scope is None or scope.force_primary:
         return
@@ -268,9 +269,17 @@ def before_cached_compute() -> None:
             # not be written out yet (pg_current_wal_lsn is the write position).
             cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
             (position,) = cursor.fetchone()
+        # Any write anywhere on the cluster moves that position: a streaming replica is
+        # usually a few milliseconds behind it, so it gets DATABASE_REPLICA_CATCH_UP_MS to
+        # replay that far before the primary computes the page instead.
+        deadline = time.monotonic() + settings.DATABASE_REPLICA_CATCH_UP_MS / 1000
         with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [position])
-            (caught_up,) = cursor.fetchone()
+            while True:
+                cursor.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [position])
+                (caught_up,) = cursor.fetchone()
+                if caught_up or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.002)
     except (DjangoDatabaseError, psycopg.Error):
         caught_up = False  # a failed replica is marked by its guard; the primary answers
     if not caught_up:
