@@ -16,12 +16,15 @@ and install :class:`PrimaryReplicaRouter`. A read goes to a replica only when al
   ``DATABASE_REPLICA_MAX_LAG_SECONDS`` of the primary and has not failed in the last
   ``DATABASE_REPLICA_RETRY_SECONDS``.
 
-A request keeps the replica it started on, so its reads see one snapshot of one server. A
-replica that fails in the middle of a request (connection lost, a query cancelled by a
-recovery conflict) is marked failed and the request is run again on the primary, once: it is a
-safe method, so running it twice changes nothing. Each read sent to the primary instead of a
-replica counts in ``db_replica_fallbacks_total`` by reason; ``/readyz`` lists each replica's
-state without failing on it.
+A request keeps the replica it started on, so all its reads come from one server. A page
+about to be cached is computed on the replica only once the replica has replayed the primary's
+WAL up to the moment the page's cache generation was read (``before_cached_compute``), so the
+response cache's freshness contract holds with replicas too. A replica that fails in the
+middle of a request (connection lost, a query cancelled by a recovery conflict) is marked
+failed and the request is run again on the primary, once: it is a safe method, so running it
+twice changes nothing. Each read sent to the primary instead of a replica counts in
+``db_replica_fallbacks_total`` by reason; ``/readyz`` lists each replica's state without
+failing on it.
 """
 
 from __future__ import annotations
