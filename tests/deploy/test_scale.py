@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from django.conf import settings
 
 from accounts.services import token_issue
 from bounties.models import Bounty
-from perf.loadtest.chaos.harness import free_port
+from perf.loadtest.chaos.harness import ChaosError, free_port, wait_until
 from tests.conftest import gunicorn_server
 from tests.factories import bounty_data, funded_user, paid_bounty
 
@@ -59,15 +58,10 @@ def nginx_in_front(tmp_path: Path, upstreams: list[str]):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                requests.get(f"{url}/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                alive = time.monotonic() < deadline and server.poll() is None
-                assert alive, (prefix / "nginx.log").read_text()
-                time.sleep(0.1)
+        try:
+            wait_until(lambda: requests.get(f"{url}/healthz", timeout=2), timeout=10, what="nginx answering")
+        except ChaosError as exc:
+            raise AssertionError(f"{exc}:\n{(prefix / 'nginx.log').read_text()}") from None
         yield url
     finally:
         server.send_signal(signal.SIGQUIT)
