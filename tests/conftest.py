@@ -138,6 +138,23 @@ def run_together(count: int, work: Callable[[int], object]) -> list[object]:
         return list(executor.map(one, range(count)))
 
 
+@pytest.fixture
+def patient_pool(monkeypatch):
+    """A fresh ``default`` pool whose connections wait up to 60 s for a free connection and run
+    statements up to 60 s, for tests that release hundreds of threads of one Python process on a
+    few rows: there the lock queue measures this process's GIL on the machine at hand, not the
+    API (CI's busier machine turned the 10 s statement_timeout into a failure). The API's own
+    timeouts are tested in tests/core/test_database.py."""
+    options = connection.settings_dict["OPTIONS"]
+    connection.close()
+    connection.close_pool()  # its connections carry the configured statement_timeout
+    monkeypatch.setitem(options, "pool", {**options["pool"], "timeout": 60.0})
+    monkeypatch.setitem(options, "options", "-c statement_timeout=60000")
+    yield
+    connection.close()
+    connection.close_pool()  # the next connection opens a pool with the settings restored
+
+
 def ledger_is_consistent() -> bool:
     return ledger_check().ok
 

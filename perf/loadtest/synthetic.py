@@ -1,5 +1,8 @@
 """Synthetic marketplace rows in bulk, for EXPLAIN tests and benchmarks (one SQL statement).
 
+The bulk statements run under MAINTENANCE_STATEMENT_TIMEOUT_MS, not the API's 10 s: 200,000
+messages with their foreign-key checks outlasted it on CI's machine.
+
 The search vocabulary includes the load tests' terms (web, mobile, design, data, test), each
 topic appearing in about 2 % of titles, so searches are selective the way real ones are.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import connection
 
+from core.db.maintenance import maintenance_statement_timeout
 from messaging.services import pair_key
 
 TOPICS = [
@@ -26,7 +30,7 @@ def insert_bounties(*, count: int, owner_ids: list[int]) -> None:
     """Insert ``count`` bounties spread over ``owner_ids``: 70 % open, 20 % completed (with a
     hunter), 10 % cancelled, one per minute back in time; then ANALYZE both tables. No escrow rows: use it
     for read-path measurements, not for money."""
-    with connection.cursor() as cursor:
+    with maintenance_statement_timeout(), connection.cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO bounties_bounty (owner_id, title, description, amount, is_for_honor, category,
@@ -62,7 +66,7 @@ def insert_conversations(*, pairs: list[tuple[int, int]], messages_each: int) ->
     the order of ``pairs``."""
     first, second = [a for a, _ in pairs], [b for _, b in pairs]
     keys = [pair_key(a, b) for a, b in pairs]
-    with connection.cursor() as cursor:
+    with maintenance_statement_timeout(), connection.cursor() as cursor:
         cursor.execute(
             """
             INSERT INTO messaging_conversation (is_group, name, created_by_id, pair_key, created_at,

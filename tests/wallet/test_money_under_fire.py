@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.db.models import Count, Q, Sum
 
 from accounts.models import User
@@ -241,7 +240,7 @@ def balances(users: list[User]) -> dict[int, Decimal]:
 
 
 def test_two_hundred_simultaneous_money_operations_change_balances_exactly_as_their_successes_imply(
-    monkeypatch,
+    patient_pool,
 ):
     depositors = [UserFactory() for _ in range(3)]
     racers = [funded_user("100.00") for _ in range(3)]
@@ -265,9 +264,9 @@ def test_two_hundred_simultaneous_money_operations_change_balances_exactly_as_th
     before, held_before = balances(users), ledger_check().total_escrow_held
     bounties_before = Bounty.all_objects.count()
 
-    # The 200 threads share DATABASE_POOL_MAX connections, so the last ones wait for most of the
-    # fire, not for one request: a busy CI machine must not turn that queue into PoolTimeout.
-    monkeypatch.setattr(connection.pool, "timeout", 60.0)
+    # The 200 threads share DATABASE_POOL_MAX connections and queue on a few accounts' rows, so
+    # the last ones wait for most of the fire, not for one request: patient_pool keeps a busy CI
+    # machine from turning that queue into PoolTimeout or a statement_timeout.
     started = time.monotonic()
     results = run_together(len(ops), lambda i: ops[i].call())
     elapsed = time.monotonic() - started
