@@ -125,11 +125,12 @@ def request_in_a_thread(path: str):
 @pytest.mark.django_db(transaction=True)
 def test_an_exhausted_pool_answers_503_database_busy_after_its_wait(monkeypatch, settings):
     settings.CACHE_TTL_BOUNTY_LIST = 0  # the list must reach PostgreSQL
-    monkeypatch.setattr(connection.pool, "timeout", 0.3)
     release = threading.Event()
     executor, held = hold_every_connection(release)
     try:
         held.wait(timeout=30)
+        # Only now: the holders themselves wait while the pool grows (longer on a busy machine).
+        monkeypatch.setattr(connection.pool, "timeout", 0.3)
 
         response, seconds = request_in_a_thread(LIST)
     finally:
@@ -145,11 +146,12 @@ def test_an_exhausted_pool_answers_503_database_busy_after_its_wait(monkeypatch,
 @pytest.mark.django_db(transaction=True)
 def test_past_max_waiting_a_request_is_refused_at_once(monkeypatch, settings):
     settings.CACHE_TTL_BOUNTY_LIST = 0
-    monkeypatch.setattr(connection.pool, "max_waiting", 1)
     release = threading.Event()
     executor, held = hold_every_connection(release)
     try:
         held.wait(timeout=30)
+        # Only now: holders queued while the pool grows would count as waiting requests.
+        monkeypatch.setattr(connection.pool, "max_waiting", 1)
         queued = executor.submit(request_in_a_thread, LIST)  # the one request allowed to wait
         time.sleep(0.3)
 
