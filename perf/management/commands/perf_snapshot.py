@@ -37,16 +37,19 @@ class Command(BaseCommand):
         retention_days = settings.PERF_SNAPSHOT_RETENTION_DAYS if retention_days is None else retention_days
         if retention_days < 1:
             raise CommandError("--retention-days must be at least 1.")
-        # A job is not a page: its writes may outlast the API's statement timeout on a big table.
-        with monitor_connection() as conn, maintenance_statement_timeout():
-            try:
-                # wait: a page view taking one at this moment delays the job, never skips it.
-                taken = take_snapshot(conn, wait=True)
-            except MonitorError as exc:
-                raise CommandError(f"{exc} Is PostgreSQL up, with pg_stat_statements preloaded?") from exc
+        with monitor_connection() as conn:
+            # A job is not a page: its writes may outlast the API's statement timeout on a big
+            # table. They commit at the block's end, before the monitor's session reads them.
+            with maintenance_statement_timeout():
+                try:
+                    # wait: a page view taking one at this moment delays the job, never skips it.
+                    taken = take_snapshot(conn, wait=True)
+                except MonitorError as exc:
+                    raise CommandError(f"{exc} Is PostgreSQL up, with pg_stat_statements preloaded?") from exc
+                if not no_prune:
+                    pruned = prune_snapshots(retention_days=retention_days, now=timezone.now())
             self.stdout.write(taken.describe())
             if not no_prune:
-                pruned = prune_snapshots(retention_days=retention_days, now=timezone.now())
                 self.stdout.write(pruned.describe(retention_days))
             kept = snapshot_storage(conn).first()
         if kept:

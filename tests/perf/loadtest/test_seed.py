@@ -4,11 +4,13 @@ import hashlib
 import io
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
 from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
+from core.db.maintenance import maintenance_statement_timeout
 from messaging.models import Conversation, Message
 from perf.loadtest.seed import SEED_USER_PASSWORD
 from tests.conftest import ledger_is_consistent
@@ -109,10 +111,32 @@ def test_seed_runs_its_bulk_sql_past_the_api_statement_timeout_and_restores_it(t
 
     seed(tmp_path)
 
-    assert Bounty.objects.count() == 1500
     with connection.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
-        assert cursor.fetchone()[0] == "10s"  # the connection's own setting again, for requests
+        assert cursor.fetchone()[0] == "1ms"  # what the connection had before, not the seed's
+        cursor.execute("RESET statement_timeout")
+    assert Bounty.objects.count() == 1500
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_maintenance_timeout_leaves_no_session_setting_behind():
+    """Behind PgBouncer (transaction mode) a session-level SET would go on to another client:
+    the longer timeout is a SET LOCAL, gone with the maintenance transaction."""
+    timeout = "SELECT setting, source FROM pg_settings WHERE name = 'statement_timeout'"
+    with connection.cursor() as cursor:
+        cursor.execute(timeout)
+        before = cursor.fetchone()
+
+    with maintenance_statement_timeout(), connection.cursor() as cursor:
+        cursor.execute(timeout)
+        inside = cursor.fetchone()
+
+    with connection.cursor() as cursor:
+        cursor.execute(timeout)
+        after = cursor.fetchone()
+    # SET LOCAL shows as "session" while it lasts; after it, the connection's startup option.
+    assert inside == (str(settings.MAINTENANCE_STATEMENT_TIMEOUT_MS), "session")
+    assert after == before == (str(settings.DATABASE_STATEMENT_TIMEOUT_MS), "client")
 
 
 def test_check_ledger_runs_past_the_api_statement_timeout(tmp_path):
@@ -120,4 +144,9 @@ def test_check_ledger_runs_past_the_api_statement_timeout(tmp_path):
     with connection.cursor() as cursor:
         cursor.execute("SET statement_timeout = 1")
 
-    call_command("check_ledger", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("check_ledger", stdout=out)
+
+    with connection.cursor() as cursor:
+        cursor.execute("RESET statement_timeout")  # the test's own 1 ms would outlast it
+    assert "ledger OK" in out.getvalue()
