@@ -38,11 +38,13 @@ from dataclasses import dataclass, field
 
 import psycopg
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.utils import Error as DjangoDatabaseError
 from django.utils.functional import SimpleLazyObject, empty
 from django_redis import get_redis_connection
 
+from core.cache_keys import make_key
 from core.metrics import DB_REPLICA_FALLBACKS
 
 logger = logging.getLogger("bountyexpo.db")
@@ -56,7 +58,7 @@ SELECT pg_is_in_recovery() AS standby,
        CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS lag
 """
-WRITER_KEY = "rw:{user_id}"
+WRITER_KEY_PREFIX = "rw"
 
 
 def replica_aliases() -> list[str]:
@@ -188,7 +190,8 @@ def _user_id(request) -> int | None:
 
 
 def _writer_key(user_id: int) -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:{WRITER_KEY.format(user_id=user_id)}"
+    # Raw Redis commands bypass the cache API, so add its prefix and version by hand.
+    return cache.make_key(make_key(WRITER_KEY_PREFIX, user_id))
 
 
 def remember_writer(request) -> None:
