@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 GUNICORN_PIDFILE ?= .local/gunicorn.pid
 
-.PHONY: help deps browser promtool nginx services migrate run scale-demo test bench fuzz chaos lint format stop
+.PHONY: help deps browser promtool nginx pgbouncer services migrate run scale-demo test bench fuzz chaos lint format stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ promtool: ## install Debian's prometheus package for promtool when missing (as r
 
 nginx: ## install Debian's nginx-light when missing (as root): several instances behind nginx
 	@deploy/bootstrap.sh nginx
+
+pgbouncer: ## install Debian's pgbouncer when missing (as root): part of the suite runs through it
+	@deploy/bootstrap.sh pgbouncer
 
 services: deps ## start the project-local PostgreSQL and Redis (unless DATABASE_URL / REDIS_URL are set)
 	@deploy/services.sh start
@@ -43,7 +46,7 @@ scale-demo: migrate nginx ## two gunicorn instances (8001, 8002) behind nginx on
 	@$(MANAGE) load_demo
 	@exec deploy/scale_demo.sh
 
-test: services browser promtool nginx lint ## bootstrap, lint, then the whole test suite against real PostgreSQL and Redis
+test: services browser promtool nginx pgbouncer lint ## bootstrap, lint, then the whole test suite against real PostgreSQL and Redis
 	@$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 bench: services ## print read-path latency figures (test database, 50,000 bounties); not part of make test

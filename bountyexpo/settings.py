@@ -189,7 +189,35 @@ _default_db["OPTIONS"] = {
     # Applied by the server to every statement of every pooled connection.
     "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
 }
+_direct_options = dict(_default_db["OPTIONS"])  # replicas and the direct alias reach PostgreSQL itself
 DATABASES = {"default": _default_db}
+
+# --- PgBouncer in transaction mode (README, "PgBouncer") ---------------------------------------
+# DATABASE_URL points at PgBouncer in transaction mode: each transaction may run on another
+# server connection. PgBouncer refuses the startup "options", so the statement timeout comes
+# from PgBouncer's config (connect_query, deploy/pgbouncer/pgbouncer.ini); server-side cursors
+# are off (one would outlive its transaction's server connection); nothing else relies on
+# session state (Django never prepares statements: psycopg's prepare_threshold stays None).
+DATABASE_PGBOUNCER = env_bool("DATABASE_PGBOUNCER", False)
+# PostgreSQL itself, for what needs a session of its own: the perf admin's monitor connection
+# (its statement timeout as a startup option, hypopg's hypothetical indexes). Required with
+# DATABASE_PGBOUNCER; otherwise DATABASE_URL serves.
+DATABASE_DIRECT_URL = env_str("DATABASE_DIRECT_URL", "")
+if DATABASE_PGBOUNCER:
+    if not DATABASE_DIRECT_URL:
+        raise ImproperlyConfigured(
+            "DATABASE_PGBOUNCER=1 needs DATABASE_DIRECT_URL: PostgreSQL itself, for the perf monitor."
+        )
+    del _default_db["OPTIONS"]["options"]
+    _default_db["DISABLE_SERVER_SIDE_CURSORS"] = True
+if DATABASE_DIRECT_URL:
+    _direct = dj_database_url.parse(DATABASE_DIRECT_URL, conn_max_age=0)
+    if _direct["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(f"DATABASE_DIRECT_URL must point at PostgreSQL, got {_direct['ENGINE']}.")
+    # No pool and no router entry: only perf.monitor.db reads its parameters.
+    _direct["OPTIONS"] = {k: v for k, v in _direct_options.items() if k != "pool"}
+    _direct["TEST"] = {"MIRROR": "default"}  # under test, the test database
+    DATABASES["direct"] = _direct
 
 # --- Streaming replicas (core/db/replicas.py) ----------------------------------------------
 # Zero or more read-only replicas: safe-method API requests read from one (lists, details,
@@ -217,8 +245,8 @@ for _number, _url in enumerate(DATABASE_REPLICA_URLS, start=1):
         )
     _replica["ENGINE"] = "core.db"
     _replica["OPTIONS"] = {
-        **_default_db["OPTIONS"],
-        "pool": {**_default_db["OPTIONS"]["pool"], "name": f"replica_{_number}"},
+        **_direct_options,
+        "pool": {**_direct_options["pool"], "name": f"replica_{_number}"},
     }
     # Under test, the replica is the test database (Django creates none for it).
     _replica["TEST"] = {"MIRROR": "default"}

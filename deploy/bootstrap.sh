@@ -6,6 +6,7 @@
 #   deploy/bootstrap.sh browser  Debian's chromium when root (the browser test of make test)
 #   deploy/bootstrap.sh promtool Debian's prometheus package when root (its promtool tests the alert rules)
 #   deploy/bootstrap.sh nginx    Debian's nginx-light when root (several instances behind nginx: test, demo)
+#   deploy/bootstrap.sh pgbouncer Debian's pgbouncer when root (part of the suite runs through it)
 # Each step is skipped when its result is already there, so running it again is cheap.
 set -euo pipefail
 
@@ -124,12 +125,24 @@ nginx_package() {
   apt_install nginx-light
 }
 
+# PgBouncer, for the tests that run part of the suite through it in transaction mode (make test
+# only). policy-rc.d keeps Debian's system-wide pgbouncer from starting.
+pgbouncer_package() {
+  command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] && return 0
+  if [ "$(id -u)" -ne 0 ] || [ ! -f /etc/debian_version ]; then
+    die "missing: pgbouncer (the PgBouncer tests). Install it (Debian: sudo apt-get install pgbouncer)."
+  fi
+  log "installing Debian package: pgbouncer"
+  apt_install pgbouncer
+}
+
 case "${1:-}" in
   system) system_packages ;;
   browser) browser_package ;;
   promtool) promtool_package ;;
   nginx) nginx_package ;;
+  pgbouncer) pgbouncer_package ;;
   python) python_env ;;
   pg-bindir) pg_bindir ;;
-  *) die "usage: $0 system|python|browser|promtool|nginx|pg-bindir" ;;
+  *) die "usage: $0 system|python|browser|promtool|nginx|pgbouncer|pg-bindir" ;;
 esac

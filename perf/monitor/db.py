@@ -42,9 +42,11 @@ class Section:
 
 
 def connection_params() -> dict[str, Any]:
-    """The default database's parameters (the test database in tests), with the monitor's own
-    statement timeout and application name."""
-    params = connections[DEFAULT_DB_ALIAS].get_connection_params()
+    """PostgreSQL's own parameters (the ``direct`` alias of DATABASE_DIRECT_URL when set, as it
+    must be behind PgBouncer, else the default database; the test database in tests), with the
+    monitor's own statement timeout and application name."""
+    alias = "direct" if "direct" in settings.DATABASES else DEFAULT_DB_ALIAS
+    params = connections[alias].get_connection_params()
     for django_only in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(django_only, None)
     params.update(

@@ -218,6 +218,46 @@ def test_replicas_add_an_alias_each_the_router_and_its_middleware_and_nothing_wi
     assert "[]" in without.stdout and without.stdout.split()[-1] != "ReplicaMiddleware"
 
 
+def test_pgbouncer_without_a_direct_url_refuses_to_start():
+    result = start_django(SECRET_KEY="s" * 50, DATABASE_PGBOUNCER="1")
+
+    assert result.returncode != 0
+    assert "DATABASE_PGBOUNCER=1 needs DATABASE_DIRECT_URL" in result.stderr
+
+
+def test_behind_pgbouncer_the_app_sends_no_startup_options_and_opens_no_server_side_cursors():
+    code = (
+        "import json\n"
+        "from django.conf import settings\n"
+        "from perf.monitor.db import connection_params\n"
+        "d = settings.DATABASES\n"
+        "monitor = connection_params()\n"
+        "print(json.dumps({alias: [db['HOST'], db['OPTIONS'].get('options'), 'pool' in db['OPTIONS'],"
+        " db.get('DISABLE_SERVER_SIDE_CURSORS', False)] for alias, db in d.items()}))\n"
+        "print(json.dumps([monitor['host'], monitor['options']]))"
+    )
+    result = start_django(
+        code,
+        SECRET_KEY="s" * 50,
+        DATABASE_STATEMENT_TIMEOUT_MS="4000",
+        PERF_STATEMENT_TIMEOUT_MS="1500",
+        DATABASE_PGBOUNCER="1",
+        DATABASE_URL="postgres://a:b@pgbouncer:6432/db",
+        DATABASE_DIRECT_URL="postgres://a:b@primary:5432/db",
+        DATABASE_REPLICA_URLS="postgres://a:b@replica:5432/db",
+    )
+
+    assert result.returncode == 0, result.stderr
+    aliases, monitor = (json.loads(line) for line in result.stdout.splitlines())
+    timeout = "-c statement_timeout=4000"
+    assert aliases == {
+        "default": ["pgbouncer", None, True, True],  # the timeout is PgBouncer's connect_query
+        "direct": ["primary", timeout, False, False],  # no pool: only the monitor reads it
+        "replica_1": ["replica", timeout, True, False],  # replicas are reached directly
+    }
+    assert monitor == ["primary", "-c statement_timeout=1500"]
+
+
 def test_https_redirect_leaves_the_probes_on_plain_http():
     code = (
         "from django.test import Client\n"

@@ -19,6 +19,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from django.conf import settings
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
@@ -199,6 +200,33 @@ def test_compose_names_only_services_it_defines_and_mounts_files_that_exist():
     primary = " ".join(services["postgres"]["command"])
     assert "shared_preload_libraries=pg_stat_statements" in primary
     assert "pg_basebackup" in (DEPLOY / "compose" / "replica.sh").read_text()
+
+
+def test_compose_sends_the_app_through_pgbouncer_and_the_monitor_and_migrations_around_it():
+    services = compose()["services"]
+    app, migrate, bouncer = (
+        services["app1"]["environment"],
+        services["migrate"]["environment"],
+        services["pgbouncer"],
+    )
+    ini = (DEPLOY / "pgbouncer" / "pgbouncer.ini").read_text()
+
+    assert "@pgbouncer:6432/" in app["DATABASE_URL"] and app["DATABASE_PGBOUNCER"] == "1"
+    assert "@postgres:5432/" in app["DATABASE_DIRECT_URL"]
+    assert "@postgres:5432/" in migrate["DATABASE_URL"]
+    assert "./pgbouncer/pgbouncer.ini:/etc/pgbouncer/pgbouncer.ini:ro" in bouncer["volumes"]
+    assert (
+        "apt-get install -y --no-install-recommends pgbouncer"
+        in (DEPLOY / "pgbouncer" / "Dockerfile").read_text()
+    )
+    assert re.search(r"^pool_mode = transaction$", ini, re.M)
+    assert re.search(r"^listen_port = 6432$", ini, re.M)
+    # The server it forwards to is Compose's primary, and each server connection gets the
+    # statement timeout the app would have sent (its default, as Compose does not set one).
+    assert re.search(r"^\* = host=postgres port=5432 ", ini, re.M)
+    timeout = int(re.search(r"SET statement_timeout = (\d+)", ini).group(1))
+    assert "DATABASE_STATEMENT_TIMEOUT_MS" not in app
+    assert timeout == settings.DATABASE_STATEMENT_TIMEOUT_MS
 
 
 def test_compose_prometheus_scrapes_each_instance_and_its_config_passes_promtool(tmp_path):

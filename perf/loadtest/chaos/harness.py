@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
@@ -133,6 +134,47 @@ def manage(args: Sequence[str], *, env: dict[str, str], log: Path, timeout: floa
     )
 
 
+def check_postgres_user() -> None:
+    """As root, PostgreSQL and PgBouncer run as ``postgres`` through runuser: both must exist."""
+    if shutil.which("runuser") is None:
+        raise ChaosError("running as root needs `runuser` (util-linux) to start PostgreSQL as postgres.")
+    try:
+        subprocess.run(["id", "postgres"], capture_output=True, check=True, timeout=10)  # noqa: S607
+    except subprocess.SubprocessError:
+        raise ChaosError(
+            "running as root needs the 'postgres' system user (apt-get install postgresql-15)."
+        ) from None
+
+
+def as_postgres(command: Sequence[str], *, as_root: bool) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *command] if as_root else list(command)
+
+
+def postgres_home(work: Path, name: str, *, as_root: bool) -> Path:
+    """A private folder for a server that refuses to run as root (PostgreSQL, PgBouncer): in
+    ``work`` when ``postgres`` can reach it, else in /var/tmp (TRAPS, "Local services as root")."""
+    # access(2) as postgres: fails when any parent is closed to it (root's 0700 home).
+    reachable = not as_root or (
+        subprocess.run(  # noqa: S603
+            as_postgres(["test", "-x", str(work)], as_root=True),
+            cwd="/",
+            capture_output=True,
+            timeout=10,
+            check=False,
+        ).returncode
+        == 0
+    )
+    if reachable:
+        home = work / name
+        home.mkdir()
+    else:
+        home = Path(tempfile.mkdtemp(prefix=f"bountyexpo-chaos-{name}-", dir="/var/tmp"))
+    if as_root:
+        shutil.chown(home, "postgres", "postgres")
+    home.chmod(0o700)
+    return home
+
+
 class PostgresCluster:
     """A throwaway PostgreSQL cluster (initdb) on a free loopback port.
 
@@ -172,35 +214,13 @@ class PostgresCluster:
 
     @staticmethod
     def _check_postgres_user() -> None:
-        if shutil.which("runuser") is None:
-            raise ChaosError("running as root needs `runuser` (util-linux) to start PostgreSQL as postgres.")
-        try:
-            subprocess.run(["id", "postgres"], capture_output=True, check=True, timeout=10)  # noqa: S607
-        except subprocess.SubprocessError:
-            raise ChaosError(
-                "running as root needs the 'postgres' system user (apt-get install postgresql-15)."
-            ) from None
+        check_postgres_user()
 
     def _as_pg(self, command: Sequence[str]) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *command] if self.as_root else list(command)
-
-    def _postgres_can_reach(self, folder: Path) -> bool:
-        # access(2) as postgres: fails when any parent is closed to it (root's 0700 home).
-        result = subprocess.run(  # noqa: S603
-            self._as_pg(["test", "-x", str(folder)]), cwd="/", capture_output=True, timeout=10, check=False
-        )
-        return result.returncode == 0
+        return as_postgres(command, as_root=self.as_root)
 
     def _home(self, work: Path) -> Path:
-        if not self.as_root or self._postgres_can_reach(work):
-            home = work / "postgres"
-            home.mkdir()
-        else:
-            home = Path(tempfile.mkdtemp(prefix="bountyexpo-chaos-pg-", dir="/var/tmp"))
-        if self.as_root:
-            shutil.chown(home, "postgres", "postgres")
-        home.chmod(0o700)
-        return home
+        return postgres_home(work, "postgres", as_root=self.as_root)
 
     def _run(self, command: Sequence[str], *, timeout: float, what: str) -> None:
         # cwd "/": postgres may not be allowed into ours, and pg_ctl refuses then.
@@ -369,6 +389,78 @@ class RedisServer:
 
     def stop(self) -> None:
         stop_process_group(self.process, timeout=10)
+
+
+class PgBouncer:
+    """Debian's pgbouncer in transaction mode on a free loopback port in front of the PostgreSQL
+    of ``server`` (postgres://user:password@host:port): deploy/pgbouncer/pgbouncer.ini as
+    deploy/render_pgbouncer.py writes it for this machine. PgBouncer refuses to run as root: as
+    root it runs as ``postgres`` through runuser, its files where that user can reach them."""
+
+    def __init__(
+        self, work: Path, *, server: str, statement_timeout_ms: int, pool_size: int | None = None
+    ) -> None:
+        binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+        if binary is None:
+            raise ChaosError("pgbouncer not found: apt-get install pgbouncer (or make pgbouncer).")
+        self.binary = binary
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            check_postgres_user()
+        self.home = postgres_home(work, "pgbouncer", as_root=self.as_root)
+        self.server = urlsplit(server)
+        self.port = free_port()
+        self.statement_timeout_ms = statement_timeout_ms
+        self.pool_size = pool_size
+        self.process: subprocess.Popen | None = None
+
+    def url(self, dbname: str) -> str:
+        """The server's user and password, PgBouncer's address, ``dbname``."""
+        return urlunsplit(
+            self.server._replace(
+                netloc=f"{self.server.username}:{self.server.password}@127.0.0.1:{self.port}",
+                path=f"/{dbname}",
+            )
+        )
+
+    def accepting(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            return True
+
+    def start(self) -> None:
+        """Write its files and start it; return once it listens."""
+        render = [
+            sys.executable,
+            str(BASE_DIR / "deploy" / "render_pgbouncer.py"),
+            "--server",
+            urlunsplit(self.server),
+            "--listen",
+            str(self.port),
+            "--prefix",
+            str(self.home),
+            "--statement-timeout-ms",
+            str(self.statement_timeout_ms),
+        ]
+        if self.pool_size is not None:
+            render += ["--pool-size", str(self.pool_size)]
+        subprocess.run(render, check=True, capture_output=True, timeout=60)  # noqa: S603 (our own script)
+        if self.as_root:
+            for name in ("pgbouncer.ini", "userlist.txt"):
+                shutil.chown(self.home / name, "postgres", "postgres")
+        command = as_postgres([self.binary, str(self.home / "pgbouncer.ini")], as_root=self.as_root)
+        self.process = subprocess.Popen(  # noqa: S603 (our own fixed command)
+            command, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_until(self.accepting, timeout=20, what="pgbouncer listening")
+
+    @property
+    def log(self) -> Path:
+        return self.home / "pgbouncer.log"
+
+    def stop(self) -> None:
+        stop_process_group(self.process, timeout=10)
+        if self.home.parent == Path("/var/tmp"):  # noqa: S108 (our own mkdtemp folder)
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 class GunicornServer:
