@@ -3,10 +3,13 @@
 # that read from a streaming replica of the local cluster. The replica is stopped (immediate)
 # at --stop-replica-at seconds and instance 1 killed (SIGKILL, master and workers) at --kill-at.
 # Prints the replica's share of the SELECT statements the servers ran before the replica
-# stopped (pg_stat_statements on each, reset at the start) and the load test's own report.
+# stopped (pg_stat_statements on each, reset at the start), the most client backends the
+# primary had open for the database at once (sampled every 0.5 s), and the load test's report.
+# With --pgbouncer the instances reach the primary through Debian's PgBouncer in transaction
+# mode (deploy/pgbouncer/pgbouncer.ini rendered for port 6432, DATABASE_PGBOUNCER=1).
 #
 #   bench/scale/replica_mixed.sh [--db bx_seed] [--users 50] [--duration 60] \
-#       [--stop-replica-at 20] [--kill-at 40] [--report-dir reports/loadtests]
+#       [--stop-replica-at 20] [--kill-at 40] [--report-dir reports/loadtests] [--pgbouncer]
 #
 # Needs the local cluster (make services), a seeded database (manage.py seed_data into --db)
 # and its tokens file (TOKENS, default .local/loadtest/tokens.txt), nginx (make nginx). The
@@ -14,7 +17,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-db=bx_seed users=50 duration=60 stop_replica_at=20 kill_at=40 report_dir=reports/loadtests
+db=bx_seed users=50 duration=60 stop_replica_at=20 kill_at=40 report_dir=reports/loadtests pgbouncer=0
 while [ $# -gt 0 ]; do
     case $1 in
         --db) db=$2; shift 2 ;;
@@ -23,6 +26,7 @@ while [ $# -gt 0 ]; do
         --stop-replica-at) stop_replica_at=$2; shift 2 ;;
         --kill-at) kill_at=$2; shift 2 ;;
         --report-dir) report_dir=$2; shift 2 ;;
+        --pgbouncer) pgbouncer=1; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -63,8 +67,20 @@ selects() {  # SELECT calls of $db on the server at $1
 psql "$primary_url" -qtAc "SELECT pg_stat_statements_reset()" >/dev/null
 psql "$replica_url" -qtAc "SELECT pg_stat_statements_reset()" >/dev/null
 
+app_db=(DATABASE_URL="$primary_url")
+path_note="directly"
+if [ "$pgbouncer" -eq 1 ]; then
+    .venv/bin/python deploy/render_pgbouncer.py --server "$base" --listen 6432 --prefix "$work/pgbouncer" >/dev/null
+    [ "$(id -u)" -ne 0 ] || chown -R postgres: "$work/pgbouncer"
+    as_pg "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" "$work/pgbouncer/pgbouncer.ini" &
+    pids+=($!)
+    app_db=(DATABASE_URL="${base%:*}:6432/$db" DATABASE_PGBOUNCER=1 DATABASE_DIRECT_URL="$primary_url")
+    path_note="through PgBouncer (transaction mode, default_pool_size 20)"
+    sleep 1
+fi
+
 for port in 8001 8002; do
-    env BIND="127.0.0.1:$port" DATABASE_URL="$primary_url" DATABASE_REPLICA_URLS="$replica_url" \
+    env BIND="127.0.0.1:$port" "${app_db[@]}" DATABASE_REPLICA_URLS="$replica_url" \
         RATELIMIT_ENABLE=0 TRUSTED_PROXY_COUNT=1 GUNICORN_ACCESSLOG=/dev/null \
         GUNICORN_PIDFILE="$work/$port.pid" PROMETHEUS_MULTIPROC_DIR="$work/metrics-$port" \
         .venv/bin/gunicorn -c deploy/gunicorn.conf.py bountyexpo.wsgi >"$work/$port.log" 2>&1 &
@@ -84,6 +100,17 @@ for _ in $(seq 100); do
     sleep 0.3
 done
 curl -fsS http://127.0.0.1:8080/readyz; echo
+
+(   # the primary's client backends for the database, every 0.5 s, during the run
+    end=$((SECONDS + duration))
+    while [ $SECONDS -lt $end ]; do
+        psql "$primary_url" -tAc "SELECT count(*) FROM pg_stat_activity
+            WHERE datname = current_database() AND backend_type = 'client backend'
+              AND pid <> pg_backend_pid()" >>"$work/backends" 2>/dev/null || true
+        sleep 0.5
+    done
+) &
+sampler=$!
 
 (
     sleep "$stop_replica_at"
@@ -106,9 +133,13 @@ events=$!
 .venv/bin/python manage.py loadtest mixed --host http://127.0.0.1:8080 --users "$users" \
     --duration "$duration" --tokens-file "$tokens" --server-pid "$(cat "$work/8002.pid")" \
     --report-dir "$report_dir" \
-    --notes "bench/scale/replica_mixed.sh: two instances behind nginx reading from a streaming replica; replica stopped at ${stop_replica_at} s, instance 1 killed at ${kill_at} s" \
+    --notes "bench/scale/replica_mixed.sh: two instances behind nginx reading from a streaming replica, writing to the primary $path_note; replica stopped at ${stop_replica_at} s, instance 1 killed at ${kill_at} s" \
     2>&1 | tail -n 45 || true
 wait "$events" || true
+wait "$sampler" || true
+echo "primary's client backends for $db ($path_note): most at once $(sort -n "$work/backends" | tail -1)," \
+    "median $(sort -n "$work/backends" | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')" \
+    "over $(wc -l <"$work/backends") samples"
 read -r on_replica on_primary <"$work/at_stop"
 echo "SELECT statements before the replica stopped: replica $on_replica, primary $on_primary," \
     "replica share $(awk -v r="$on_replica" -v p="$on_primary" 'BEGIN { printf "%.1f %%", 100 * r / (r + p) }')"
