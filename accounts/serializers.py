@@ -4,9 +4,10 @@ from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
+from accounts.errors import UsernameTaken
 from accounts.models import User
-from accounts.services import UsernameTaken
 from core.serializers import ModelSerializer
+from wallet.serializers import WalletSummarySerializer
 
 
 class RegisterSerializer(serializers.Serializer):
@@ -66,6 +67,17 @@ class PrivateProfileSerializer(PublicProfileSerializer):
 
     class Meta(PublicProfileSerializer.Meta):
         fields = [*PublicProfileSerializer.Meta.fields, "email", "updated_at"]
+        read_only_fields = fields
+
+
+class OwnProfileSerializer(PrivateProfileSerializer):
+    """``GET /api/profiles/{id}`` for the profile's owner: the private fields and the wallet
+    summary. Nobody else is ever given it, and it is never cached (accounts.views)."""
+
+    wallet = WalletSummarySerializer(source="wallet_summary", read_only=True)
+
+    class Meta(PrivateProfileSerializer.Meta):
+        fields = [*PrivateProfileSerializer.Meta.fields, "wallet"]
         read_only_fields = fields
 
 

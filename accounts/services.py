@@ -1,4 +1,10 @@
-"""Writes for accounts: registration, tokens, profile edits. Each one is a transaction."""
+"""Writes for accounts: registration, tokens, profile edits. Each one is a transaction.
+
+Caches: a saved or deleted User invalidates its cached public profile (accounts/caching.py);
+a password change, deactivation or deleted token evicts the cached token owners
+(accounts/revocation.py, accounts/token_cache.py). Both are signal receivers, so the admin and
+the ORM invalidate the same way.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.errors import UsernameTaken
 from accounts.models import AuthToken, User
 from accounts.tokens import generate_token, hash_token
-from core.errors import DomainError
-
-
-class UsernameTaken(DomainError):
-    default_code = "username_taken"
-    default_detail = "This username is already taken."
 
 
 def user_register(*, username: str, email: str, password: str) -> User:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from bounties import services
+from bounties.errors import BountyNotEditable
 from bounties.models import SEARCH_CONFIG, Bounty, BountyRequest
 from bounties.selectors import search_text_normalised
 from bounties.serializers import BountyUpdateSerializer
@@ -55,7 +56,7 @@ class BountyAdminForm(forms.ModelForm):
         # Same rule as services.bounty_update, checked here so the form says why; the service
         # checks again under the row lock when saving.
         if self.instance.status not in services.EDITABLE_STATUSES:
-            raise ValidationError(services.BountyNotEditable.default_detail, code="bounty_not_editable")
+            raise ValidationError(BountyNotEditable.default_detail, code="bounty_not_editable")
         changed = {name: cleaned[name] for name in self.changed_data if name in cleaned}
         serializer = BountyUpdateSerializer(self.instance, data=changed, partial=True)
         if not serializer.is_valid():
@@ -128,7 +129,7 @@ class BountyAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Bounty | None = None) -> list:
         if obj is None or obj.status in services.EDITABLE_STATUSES:
             return list(self.fieldsets)
-        frozen = (None, {"description": services.BountyNotEditable.default_detail, "fields": EDITABLE_FIELDS})
+        frozen = (None, {"description": BountyNotEditable.default_detail, "fields": EDITABLE_FIELDS})
         return [frozen, *self.fieldsets[1:]]
 
     def render_change_form(

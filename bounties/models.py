@@ -136,6 +136,10 @@ class Bounty(models.Model):
         return f"#{self.pk} {self.title}"
 
 
+# A hunter may have at most this many applications pending at once (bounties.services).
+MAX_PENDING_REQUESTS = 10
+
+
 class RequestStatus(models.TextChoices):
     PENDING = "pending"
     ACCEPTED = "accepted"

@@ -2,6 +2,11 @@
 
 Lock order (shared with wallet.services): the bounty row first, then applications, then wallet
 accounts in primary-key order.
+
+Caches: every Bounty saved or deleted here (or anywhere) invalidates its detail, every list and
+search page, and its owner's and hunter's stats on commit, through the post_save/post_delete
+receivers in bounties/caching.py; applications are never cached. View counts reach Redis here
+and the row in a bulk UPDATE that skips those signals (they may lag by the detail TTL).
 """
 
 from __future__ import annotations
@@ -17,80 +22,29 @@ from django.db.models import F
 from django.utils import timezone
 from django_redis import get_redis_connection
 from redis.exceptions import RedisError
-from rest_framework import status
 
-from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
+from bounties.errors import (
+    AlreadyApplied,
+    BountyNotEditable,
+    BountyNotFound,
+    BountyNotOpen,
+    IllegalTransition,
+    NotApplicant,
+    NotBountyOwner,
+    OwnBounty,
+    RequestNotPending,
+    TooManyPendingRequests,
+)
+from bounties.models import MAX_PENDING_REQUESTS, Bounty, BountyRequest, BountyStatus, RequestStatus
 from core.cache_keys import make_key
-from core.errors import DomainError
 from messaging import services as messaging
 from wallet import services as wallet
 
 logger = logging.getLogger(__name__)
 
-MAX_PENDING_REQUESTS = 10
 # First key of the advisory lock that serialises one hunter's applications (any fixed int4).
 APPLICATION_LOCK_NAMESPACE = 7_301
 EDITABLE_STATUSES = (BountyStatus.OPEN, BountyStatus.IN_PROGRESS)
-
-
-class BountyNotFound(DomainError):
-    status_code = status.HTTP_404_NOT_FOUND
-    default_code = "not_found"
-    default_detail = "Not found."
-
-
-class NotBountyOwner(DomainError):
-    status_code = status.HTTP_403_FORBIDDEN
-    default_code = "not_bounty_owner"
-    default_detail = "Only the bounty's owner can do this."
-
-
-class IllegalTransition(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "illegal_transition"
-    default_detail = "The bounty's status does not allow this."
-
-
-class BountyNotEditable(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "bounty_not_editable"
-    default_detail = "Completed, cancelled and archived bounties cannot be edited."
-
-
-class BountyNotOpen(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "bounty_not_open"
-    default_detail = "This bounty is no longer open."
-
-
-class OwnBounty(DomainError):
-    status_code = status.HTTP_403_FORBIDDEN
-    default_code = "own_bounty"
-    default_detail = "You cannot apply to your own bounty."
-
-
-class AlreadyApplied(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "already_applied"
-    default_detail = "You have already applied to this bounty."
-
-
-class TooManyPendingRequests(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "too_many_pending_requests"
-    default_detail = f"You already have {MAX_PENDING_REQUESTS} pending applications; wait or withdraw one."
-
-
-class NotApplicant(DomainError):
-    status_code = status.HTTP_403_FORBIDDEN
-    default_code = "not_applicant"
-    default_detail = "Only the applicant can do this."
-
-
-class RequestNotPending(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "request_not_pending"
-    default_detail = "This application is no longer pending."
 
 
 def _locked_bounty(bounty_id: int) -> Bounty:

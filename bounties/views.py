@@ -13,8 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import profiles_public
-from bounties import selectors, services
+from bounties import errors, selectors, services
 from bounties.caching import BOUNTY_DETAIL, BOUNTY_LIST, BOUNTY_SEARCH, USER_STATS
+from bounties.errors import InvalidSearchQuery
 from bounties.filters import BountyFilter, BountyOrdering, RankOrdering
 from bounties.serializers import (
     BountyDetailSerializer,
@@ -28,7 +29,6 @@ from bounties.serializers import (
     SearchQuerySerializer,
     UserStatsSerializer,
 )
-from core.errors import DomainError
 from core.hit_path import CachedRead, Tally
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
@@ -37,11 +37,6 @@ from core.response_cache import request_parts, write_through
 logger = logging.getLogger("bountyexpo.search")
 
 PUBLIC_ACTIONS = {"list", "retrieve", "search"}
-
-
-class InvalidSearchQuery(DomainError):
-    default_code = "invalid_query"
-    default_detail = "PostgreSQL cannot run this search; simplify it (fewer operators)."
 
 
 def bounty_detail_payload(bounty_id: int) -> dict:
@@ -171,7 +166,7 @@ class BountyViewSet(viewsets.GenericViewSet):
         # Who asks is decided before what they sent: a stranger's refusal never depends on the
         # body (services.bounty_update checks again, under the row lock).
         if bounty.owner_id != request.user.pk:
-            raise services.NotBountyOwner()
+            raise errors.NotBountyOwner()
         serializer = BountyUpdateSerializer(bounty, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         services.bounty_update(bounty_id=bounty.pk, user_id=request.user.pk, data=serializer.validated_data)
@@ -212,7 +207,7 @@ class BountyRequestsView(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         bounty = get_object_or_404(selectors.bounty_list(), pk=self.kwargs["bounty_pk"])
         if bounty.owner_id != self.request.user.pk:
-            raise services.NotBountyOwner("Only the bounty's owner can see its applications.")
+            raise errors.NotBountyOwner("Only the bounty's owner can see its applications.")
         return selectors.requests_of_bounty(bounty_id=bounty.pk)
 
     @extend_schema(

@@ -1,11 +1,14 @@
-"""Writes of conversations and messages; each one transaction."""
+"""Writes of conversations and messages; each one transaction.
+
+Caches: conversations and messages are per user and never cached, so nothing here invalidates.
+"""
 
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.errors import DomainError
+from messaging.errors import NoOtherParticipant
 from messaging.models import PREVIEW_LENGTH, Conversation, Message, Participant
 
 
@@ -35,7 +38,7 @@ def conversation_open(
         )
         return _with_participants(conversation, members), True
     if len(members) < 2:
-        raise DomainError("A conversation needs someone besides you.", code="no_other_participant")
+        raise NoOtherParticipant()
     key = pair_key(*members)
     existing = Conversation.objects.filter(pair_key=key, bounty_id=bounty_id, is_group=False).first()
     if existing:

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+# The smallest withdrawal (wallet.services).
+MIN_WITHDRAWAL = Decimal("10.00")
 
 
 class WalletAccount(models.Model):

@@ -5,6 +5,10 @@ Locking rules, so concurrent movements never deadlock or lose an update:
 - accounts are locked with select_for_update in primary-key order;
 - balances change only through F() expressions, never read-add-write in Python;
 - the database backs every rule: balance >= 0, one escrow and one settlement per bounty.
+
+Caches: nothing of the wallet is cached (balances, the ledger and the owner's profile summary
+are read from PostgreSQL each time). Escrow moves come with a bounty status change, whose save
+invalidates the bounty's cached pages (bounties/caching.py).
 """
 
 from __future__ import annotations
@@ -15,36 +19,17 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
-from rest_framework import status
 
-from core.errors import DomainError
-from wallet.models import LedgerCheckRun, TransactionType, WalletAccount, WalletTransaction
+from wallet.errors import (
+    DuplicateDepositReference,
+    EscrowAlreadySettled,
+    InsufficientFunds,
+    WithdrawalTooSmall,
+)
+from wallet.models import MIN_WITHDRAWAL, LedgerCheckRun, TransactionType, WalletAccount, WalletTransaction
 from wallet.selectors import LedgerReport, ledger_check
 
 CENT = Decimal("0.01")
-MIN_WITHDRAWAL = Decimal("10.00")
-
-
-class InsufficientFunds(DomainError):
-    default_code = "insufficient_funds"
-    default_detail = "Your available balance is too low for this."
-
-
-class WithdrawalTooSmall(DomainError):
-    default_code = "withdrawal_below_minimum"
-    default_detail = f"The minimum withdrawal is {MIN_WITHDRAWAL}."
-
-
-class DuplicateDepositReference(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "duplicate_reference"
-    default_detail = "A deposit with this payment reference was already credited."
-
-
-class EscrowAlreadySettled(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "escrow_already_settled"
-    default_detail = "This bounty's escrow was already released or refunded."
 
 
 def platform_fee(amount: Decimal) -> Decimal:

@@ -7,8 +7,9 @@ from django.utils import timezone
 from rest_framework.test import APIRequestFactory
 
 from accounts.authentication import BearerTokenAuthentication
+from accounts.errors import UsernameTaken
 from accounts.models import AuthToken, User
-from accounts.services import UsernameTaken, token_issue, user_register
+from accounts.services import token_issue, user_register
 from tests.conftest import assert_error, client_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 

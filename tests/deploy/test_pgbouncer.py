@@ -32,11 +32,11 @@ THROUGH_PGBOUNCER = [
     "tests/bounties/test_search.py",
     "tests/bounties/test_status_flow.py",
     "tests/core/test_database.py",
+    "tests/core/test_idempotency.py",
     "tests/messaging/test_conversations.py",
     "tests/perf/monitor/test_foundations.py",
     "tests/wallet/test_check_ledger.py",
     "tests/wallet/test_concurrency.py",
-    "tests/wallet/test_idempotency.py",
     "tests/wallet/test_wallet_api.py",
 ]
 # The database name of the inner run: its test database (test_bx_pgbouncer) is not the outer

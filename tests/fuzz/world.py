@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import token_issue
 from bounties import services as bounties
+from bounties.errors import TooManyPendingRequests
 from messaging import services as messaging
 from tests.factories import UserFactory, application, funded_user, paid_bounty
 from wallet.services import deposit_create
@@ -108,7 +109,7 @@ class World:
 
     def _apply(self, bounty, hunter: User) -> None:
         # A hunter may have 10 pending applications; after many batches that limit is reached.
-        with suppress(bounties.TooManyPendingRequests):
+        with suppress(TooManyPendingRequests):
             self.request_ids.append(application(bounty, hunter, PITCH).pk)
 
 
