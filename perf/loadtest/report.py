@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 GENERATOR_SATURATED = 80.0  # % of one core: above this the generator, not the server, limits
@@ -29,8 +30,9 @@ def bottlenecks(result: dict) -> list[str]:
         found.append(f"PostgreSQL busy: {database:.0f} % of the machine on average.")
     if generator >= GENERATOR_SATURATED:
         found.append(
-            f"Load generator saturated: {generator:.0f} % of a core on the same machine; "
-            "throughput and latency figures include that contention."
+            f"Load generator saturated: {generator / resources['cpu_count']:.0f} % of the machine, "
+            f"{generator:.0f} % of the one core it can use; throughput and latency figures include "
+            "that contention."
         )
     if result["database"]["top_queries"]:
         top = result["database"]["top_queries"][0]
@@ -63,7 +65,7 @@ def bottlenecks(result: dict) -> list[str]:
         worst = stats["failures"][0]
         found.append(
             # Request names already start with the method ("GET /api/bounties").
-            f"Top error: {worst['Occurrences']} x {worst['Name']}: {worst['Error']}."
+            f"Top error: {worst['Occurrences']} x {worst['Name']}: {failure_reason(worst['Error'])}."
         )
     slow = [e for e in stats["endpoints"] if e["requests"] and e["p95_ms"] >= 500]
     for endpoint in sorted(slow, key=lambda e: -e["p95_ms"])[:3]:
@@ -91,8 +93,14 @@ def _avg(resources: dict, key: str) -> float:
     return (resources.get(key) or {}).get("avg", 0.0)
 
 
+def _per_machine(figures: dict | None, cores: int) -> dict | None:
+    """Figures in % of one core as % of the whole machine."""
+    return figures and {key: value / cores for key, value in figures.items()}
+
+
 def render_markdown(result: dict) -> str:
     profile, stats, resources = result["profile"], result["stats"], result["resources"]
+    cores = resources.get("cpu_count") or 1
     stages = ", ".join(
         f"{s['users']} users for {s['seconds']} s (+{s['spawn_rate']:g}/s)" for s in profile["stages"]
     )
@@ -126,20 +134,23 @@ def render_markdown(result: dict) -> str:
             for e in stats["endpoints"]
         ),
         "",
+        *_failure_lines(stats["failures"]),
         "## Server and generator",
+        "",
+        f"CPU is a share of the whole machine ({cores} cores): 100 % is every core busy.",
         "",
         "| Measure | Average | Peak |",
         "|---|---|---|",
-        _resource_row(
-            f"Server CPU (% of {resources['cpu_count']} cores)", resources["server_cpu_percent"], "%"
-        ),
+        _resource_row("Server CPU", resources["server_cpu_percent"], "%"),
         _resource_row("Server memory (RSS, master + workers)", resources["server_rss_mb"], "MB"),
-        _resource_row("Load generator CPU (% of one core)", resources["generator_cpu_percent_of_core"], "%"),
+        _resource_row(
+            "Load generator CPU", _per_machine(resources["generator_cpu_percent_of_core"], cores), "%"
+        ),
         *(
             _resource_row(label, resources[key], "%")
             for label, key in [
-                ("PostgreSQL CPU (% of the machine)", "database_cpu_percent"),
-                ("Redis CPU (% of the machine)", "redis_cpu_percent"),
+                ("PostgreSQL CPU", "database_cpu_percent"),
+                ("Redis CPU", "redis_cpu_percent"),
                 ("Whole machine CPU", "machine_cpu_percent"),
             ]
             if key in resources
@@ -187,6 +198,29 @@ def render_markdown(result: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# Locust's text for a status the locustfile did not expect, and for one it marked failed itself.
+STATUS_CODE = re.compile(r"^(?:LocustBadStatusCode\(code=(\d{3})\)|CatchResponseError\('(\d{3})'\))$")
+
+
+def failure_reason(error: str) -> str:
+    """Locust's error text for people: "LocustBadStatusCode(code=502)" and
+    "CatchResponseError('502')" -> "HTTP 502"; anything else as it is."""
+    error = error.strip()
+    found = STATUS_CODE.match(error)
+    return f"HTTP {found.group(1) or found.group(2)}" if found else error
+
+
+def _failure_lines(failures: list[dict]) -> list[str]:
+    """The failed requests by endpoint and reason, most frequent first (none: no section)."""
+    if not failures:
+        return []
+    rows = []
+    for row in failures:
+        reason = _short(failure_reason(row["Error"]), 160, escape=True)
+        rows.append(f"| {row['Name']} | {reason} | {int(row['Occurrences']):,} |")
+    return ["## Failures", "", "| Endpoint | Reason | Count |", "|---|---|---|", *rows, ""]
 
 
 def _ms(value: float | None) -> str:
@@ -247,8 +281,9 @@ def _churn_lines(churn: dict | None) -> list[str]:
 
 
 def render_chart(result: dict, path: Path) -> None:
-    """RPS and p95 over time, with the user count, as a PNG; for a churn run, a second panel
-    with the response-cache hit ratio and the read p99 of every second.
+    """The run over time as a PNG: p50, p95 and p99 against the profile's latency thresholds;
+    requests/s against its throughput threshold, with failures/s and the user count; for a
+    churn run, a third panel with the response-cache hit ratio and the read p99 of every second.
 
     matplotlib is a load-test tool (requirements-dev.txt), imported here only: the perf admin
     imports this module for its report helpers and runs without it.
@@ -259,24 +294,52 @@ def render_chart(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     history = result["stats"]["history"]
+    thresholds = result["profile"].get("thresholds") or {}
     seconds = [point["elapsed_s"] for point in history]
     churn = result.get("churn")
-    if churn:
-        figure, (rps_axis, churn_axis) = plt.subplots(2, 1, figsize=(10, 7.5), dpi=100, sharex=True)
-        _churn_chart(churn_axis, churn["seconds"])
-    else:
-        figure, rps_axis = plt.subplots(figsize=(10, 4.5), dpi=100)
+    panels = 3 if churn else 2
+    figure, axes = plt.subplots(
+        panels, 1, figsize=(10, 3.2 * panels + 0.6), dpi=100, sharex=True, squeeze=False
+    )
+    latency_axis, rps_axis = axes[0][0], axes[1][0]
+
+    for key, label, color in (("p50_ms", "p50", "tab:green"), ("p95_ms", "p95", "tab:orange"),
+                              ("p99_ms", "p99", "tab:red")):  # fmt: skip
+        if any(key in point for point in history):
+            latency_axis.plot(
+                seconds, [point.get(key, float("nan")) for point in history], color=color, label=label
+            )
+    for key, label, color in (
+        ("p95_ms", "p95 threshold", "tab:orange"),
+        ("p99_ms", "p99 threshold", "tab:red"),
+    ):
+        if thresholds.get(key):
+            latency_axis.axhline(thresholds[key], color=color, linestyle=":", linewidth=1.2, label=label)
+    latency_axis.set_ylabel("ms (recent window)")
+    latency_axis.set_ylim(bottom=0)
+    latency_axis.legend(loc="upper right", fontsize="small", ncol=5)
+    latency_axis.set_title(f"{result['profile']['name']}: {result['started_at'][:16]} UTC")
+
     rps_axis.plot(seconds, [p["rps"] for p in history], color="tab:blue", label="requests/s")
-    rps_axis.set_xlabel("seconds")
-    rps_axis.set_ylabel("requests/s", color="tab:blue")
-    latency_axis = rps_axis.twinx()
-    latency_axis.plot(seconds, [p["p95_ms"] for p in history], color="tab:red", label="p95 ms")
-    latency_axis.set_ylabel("p95 ms (recent window)", color="tab:red")
+    rps_axis.bar(
+        seconds, [p["failures_per_s"] for p in history], color="tab:red", width=1.0, label="failures/s"
+    )
+    if thresholds.get("min_rps"):
+        rps_axis.axhline(
+            thresholds["min_rps"], color="tab:blue", linestyle=":", linewidth=1.2, label="RPS threshold"
+        )
+    rps_axis.set_ylabel("per second")
+    rps_axis.set_ylim(bottom=0)
     users_axis = rps_axis.twinx()
-    users_axis.spines["right"].set_position(("outward", 55))
     users_axis.plot(seconds, [p["users"] for p in history], color="tab:gray", linestyle="--", label="users")
     users_axis.set_ylabel("users", color="tab:gray")
-    rps_axis.set_title(f"{result['profile']['name']}: {result['started_at'][:16]} UTC")
+    users_axis.set_ylim(bottom=0)
+    lines, labels = rps_axis.get_legend_handles_labels()
+    more_lines, more_labels = users_axis.get_legend_handles_labels()
+    rps_axis.legend(lines + more_lines, labels + more_labels, loc="lower right", fontsize="small", ncol=4)
+    if churn:
+        _churn_chart(axes[2][0], churn["seconds"])
+    axes[-1][0].set_xlabel("seconds")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -31,6 +31,8 @@ from perf.loadtest.results import evaluate, load_stats, passed
 from perf.models import LoadTestRun
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+# Locust's own HTML report, written beside report.md.
+LOCUST_HTML = "locust.html"
 # The locust users that sign in with the tokens file.
 TOKEN_USERS = {"MemberUser", "ChurnWriter"}
 # Beyond the profile's duration, before the generator is stopped from here (locust ignores
@@ -90,7 +92,7 @@ def _progress_line(started: float, prefix: Path) -> str:
     errors = failures / requests * 100 if requests else 0.0
     return (
         f"{elapsed:5.0f} s  users {int(row['User Count']):4d}  rps {float(row['Requests/s']):7.1f}  "
-        f"p95 {row['95%']:>6} ms  errors {errors:5.2f} %  requests {requests:,}"
+        f"p95 {row['95%']:>6} ms  errors {failures:,} ({errors:.2f} %)  requests {requests:,}"
     )
 
 
@@ -138,7 +140,7 @@ def run_loadtest(
         env["LOADTEST_CHURN_FILE"] = str(workdir / churning.SECONDS_JSON)
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
-        "--csv", str(prefix), "--stop-timeout", "5",
+        "--csv", str(prefix), "--html", str(workdir / LOCUST_HTML), "--stop-timeout", "5",
         "--only-summary", "--loglevel", "WARNING", *profile.users_mix, *profile.fixed_users,
     ]  # fmt: skip
     with open(workdir / "locust.log", "w") as log:
@@ -228,8 +230,12 @@ def run_loadtest(
         notes=notes,
     )
     if compare_with is not None:
-        comparison = render_comparison(compare_with.data, result, compare_with.pk, run.pk)
-        (workdir / f"compare-{compare_with.pk}.md").write_text(comparison)
+        # A stored run folder (no id on this database) is named by its folder.
+        before = (
+            compare_with.pk if compare_with.pk is not None else Path(compare_with.report_path).parent.name
+        )
+        comparison = render_comparison(compare_with.data, result, before, run.pk)
+        (workdir / f"compare-{before}.md").write_text(comparison)
         run.data["comparison"] = comparison
         run.save(update_fields=["data"])
     return run

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from perf.loadtest.profiles import PROFILES
 from perf.loadtest.runner import LoadTestError, default_report_dir, run_loadtest
 from perf.loadtest.seed import TOKENS_FILE
+from perf.loadtest.stored import StoredRunError, stored_run
 from perf.models import LoadTestRun
 
 
@@ -46,7 +47,10 @@ class Command(BaseCommand):
             help="where reports go (default %(default)s)",
         )
         parser.add_argument(
-            "--compare", type=int, metavar="RUN", help="also write a before/after table against run RUN"
+            "--compare",
+            metavar="RUN",
+            help="also write a before/after table against RUN: a run's id, a run folder "
+            "(e.g. docs/loadtests/20261128-080151-mixed) or its report.json",
         )
         parser.add_argument(
             "--writes-per-second",
@@ -98,9 +102,7 @@ class Command(BaseCommand):
                 raise CommandError(f"no churn run {options['baseline']} to use as --baseline.")
         compare_with = None
         if options["compare"] is not None:
-            compare_with = LoadTestRun.objects.filter(pk=options["compare"]).first()
-            if compare_with is None:
-                raise CommandError(f"no load-test run {options['compare']} to compare with.")
+            compare_with = self._comparison_base(options["compare"])
         writers = sum(profile.fixed_users.values())
         self.stdout.write(
             f"{profile.name}: {profile.max_users} users, {profile.duration} s against {options['host']}"
@@ -128,6 +130,20 @@ class Command(BaseCommand):
         if not run.passed:
             failed = [c["metric"] for c in run.data["checks"] if c["status"] == "fail"]
             raise CommandError(f"thresholds failed: {', '.join(failed)}")
+
+    @staticmethod
+    def _comparison_base(value: str) -> LoadTestRun:
+        """The run ``--compare`` names: a stored run's id, else a run folder or its report.json
+        (an unsaved run: the committed runs compare on a fresh clone's empty database)."""
+        if value.isdigit():
+            run = LoadTestRun.objects.filter(pk=int(value)).first()
+            if run is None:
+                raise CommandError(f"no load-test run {value} to compare with.")
+            return run
+        try:
+            return stored_run(Path(value))
+        except StoredRunError as exc:
+            raise CommandError(f"--compare {value}: {exc}") from None
 
     @staticmethod
     def _writes_per_second(value: str | None) -> float:

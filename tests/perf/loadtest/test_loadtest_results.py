@@ -10,7 +10,7 @@ import pytest
 
 from perf.loadtest.profiles import PROFILES, Thresholds
 from perf.loadtest.report import bottlenecks, render_chart, render_comparison, render_markdown
-from perf.loadtest.results import evaluate, load_stats, passed
+from perf.loadtest.results import EndpointStats, HistoryPoint, RunStats, evaluate, load_stats, passed
 
 DATA = Path(__file__).with_name("data")
 USER_CLASSES = {
@@ -49,6 +49,9 @@ def test_recorded_statistics_are_read_back(recorded):
         "GET /api/wallet",
     }
     assert 2.5 < recorded.steady_rps < 4.5
+    # Each point of the history keeps p50 and p99 beside p95, for the chart's three lines.
+    second = recorded.history[1]
+    assert (second.users, second.p50_ms, second.p95_ms, second.p99_ms) == (5, 220, 280, 280)
 
 
 def test_a_run_within_every_threshold_passes(recorded):
@@ -59,9 +62,20 @@ def test_a_run_within_every_threshold_passes(recorded):
         "p99 Response Time": "pass",
         "Error Rate": "pass",
         "Throughput": "pass",
-        "Max VUs Handled": "n/a",
-    }
+    }  # no "Max VUs Handled" row below the guide's 200 users
     assert passed(checks)
+
+
+def test_max_vus_handled_is_judged_from_200_users():
+    def run(users: int, failures: int) -> RunStats:
+        total = EndpointStats("Aggregated", 1000, failures, 10, 20, 30, 15, 100)
+        point = HistoryPoint(elapsed_s=1, users=users, rps=100, failures_per_s=0, p95_ms=20)
+        return RunStats(total=total, endpoints=[], history=[point])
+
+    def row(stats: RunStats) -> str:
+        return by_metric(evaluate(stats, Thresholds())).get("Max VUs Handled", "absent")
+
+    assert (row(run(200, 5)), row(run(200, 10)), row(run(199, 0))) == ("pass", "fail", "absent")
 
 
 def test_each_broken_threshold_fails_the_run(recorded):
@@ -116,9 +130,33 @@ def test_the_report_renders_the_guide_template_from_a_recorded_run(tmp_path):
     assert "| Metric | Value | Target | Status |" in markdown
     assert "| p95 Response Time | 43 ms | < 300 ms | pass |" in markdown
     assert "| GET /api/bounties/{id} | 21 | 0 |" in markdown
-    assert "Server CPU (% of 2 cores)" in markdown
+    assert "| Server CPU | 1 % | 2 % |" in markdown
     render_chart(result, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_failures_are_listed_by_endpoint_and_reason_and_named_for_people():
+    result = json.loads((DATA / "baseline_report.json").read_text())
+    assert "## Failures" not in render_markdown(result)  # none: no section
+    result["stats"]["failures"] = [
+        {"Method": "POST", "Name": "POST /api/wallet/deposits", "Error": "LocustBadStatusCode(code=502)",
+         "Occurrences": "3"},
+        {"Method": "GET", "Name": "GET /api/bounties", "Error": "CatchResponseError('429')",
+         "Occurrences": "2"},
+        {"Method": "GET", "Name": "GET /api/bounties/search", "Error": "ConnectionResetError(104, 'a | b')",
+         "Occurrences": "1"},
+    ]  # fmt: skip
+
+    result["bottlenecks"] = bottlenecks(result)
+    markdown = render_markdown(result)
+
+    assert (
+        "## Failures\n\n| Endpoint | Reason | Count |\n|---|---|---|\n"
+        "| POST /api/wallet/deposits | HTTP 502 | 3 |\n"
+        "| GET /api/bounties | HTTP 429 | 2 |\n"
+        "| GET /api/bounties/search | ConnectionResetError(104, 'a / b') | 1 |\n"
+    ) in markdown
+    assert "Top error: 3 x POST /api/wallet/deposits: HTTP 502." in markdown
 
 
 def test_bottlenecks_cite_the_figures_that_triggered_them():
@@ -170,6 +208,9 @@ def test_a_saturated_machine_is_named_with_each_consumer():
         "generator 5 % of the machine): latency here is queueing for the CPU."
     )
     assert "PostgreSQL busy: 38 % of the machine on average." in found
-    assert "| PostgreSQL CPU (% of the machine) | 38 % | 45 % |" in render_markdown(
-        result | {"bottlenecks": found}
-    )
+    markdown = render_markdown(result | {"bottlenecks": found})
+    # One unit in the table: a share of the machine, the generator's core figures halved.
+    assert "CPU is a share of the whole machine (2 cores): 100 % is every core busy." in markdown
+    assert "| PostgreSQL CPU | 38 % | 45 % |" in markdown
+    assert "| Server CPU | 55 % | 70 % |" in markdown
+    assert "| Load generator CPU | 5 % | 6 % |" in markdown
