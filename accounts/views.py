@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import SAFE_METHODS, AllowAny, IsAuthenticated
@@ -11,7 +11,9 @@ from rest_framework.views import APIView
 
 from accounts import selectors, services
 from accounts.caching import PROFILE
+from accounts.errors import InvalidCredentials
 from accounts.serializers import (
+    OwnProfileSerializer,
     PrivateProfileSerializer,
     ProfileUpdateSerializer,
     PublicProfileSerializer,
@@ -19,13 +21,8 @@ from accounts.serializers import (
     TokenRequestSerializer,
     TokenSerializer,
 )
-from core.errors import DomainError
 from core.response_cache import cached_response, uncached_response
-
-
-class InvalidCredentials(DomainError):
-    default_code = "invalid_credentials"
-    default_detail = "Unable to log in with the provided username and password."
+from wallet.selectors import wallet_summary
 
 
 class RegisterView(APIView):
@@ -82,15 +79,25 @@ class ProfileView(APIView):
         # HEAD and OPTIONS read as GET does.
         return [AllowAny()] if self.request.method in SAFE_METHODS else super().get_permissions()
 
-    @extend_schema(responses={200: PublicProfileSerializer})
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(
+                PublicProfileSerializer,
+                description="The public fields. The profile's owner also gets `email`, `updated_at` "
+                "and `wallet` (`balance`, `pending`, `available`).",
+            )
+        },
+    )
     def get(self, request, pk: int):
-        """Anyone may read a profile; its owner also sees the private fields.
+        """Anyone may read a profile; its owner also sees the private fields and the wallet
+        summary.
 
         The public view is cached per user (CACHE_TTL_PROFILE), one copy for every reader; the
         owner's own view is never cached."""
         if request.user.pk == pk:
             user = get_object_or_404(selectors.profiles_public(), pk=pk)
-            return uncached_response(request, PrivateProfileSerializer(user).data, vary_auth=True)
+            user.wallet_summary = wallet_summary(user_id=pk)
+            return uncached_response(request, OwnProfileSerializer(user).data, vary_auth=True)
         return cached_response(
             request,
             PROFILE,

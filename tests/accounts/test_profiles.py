@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from rest_framework.test import APIClient
 
 from accounts.models import User
 from tests.conftest import client_for
-from tests.factories import UserFactory
+from tests.factories import UserFactory, funded_user, paid_bounty
 
 pytestmark = pytest.mark.django_db
 
@@ -77,3 +78,26 @@ def test_invalid_profile_values_are_rejected_and_change_nothing(user, user_clien
     assert response.status_code == 400
     assert set(response.json()["error"]["fields"]) == {"avatar_url", "skills"}
     assert User.objects.get(pk=user.pk).avatar_url == user.avatar_url
+
+
+def test_the_owner_alone_sees_a_wallet_summary_on_the_profile_and_it_is_never_cached():
+    owner = funded_user("100.00")
+    paid_bounty(owner, amount="40.00")  # 40.00 held in escrow
+    mine, stranger = client_for(owner), client_for(UserFactory())
+
+    first = mine.get(profile_url(owner))
+    public = stranger.get(profile_url(owner)).json()
+    mine.post("/api/wallet/deposits", {"amount": "10.00", "reference": "psp-profile-1"}, format="json")
+    second = mine.get(profile_url(owner)).json()
+
+    assert first.json()["wallet"] == {"balance": "100.00", "pending": "40.00", "available": "60.00"}
+    assert first["X-Cache"] == "miss"  # computed for the owner every time, never stored
+    assert second["wallet"] == {"balance": "110.00", "pending": "40.00", "available": "70.00"}
+    assert "wallet" not in public and "email" not in public
+    assert "wallet" not in APIClient().get(profile_url(owner)).json()
+
+
+def test_a_profile_owner_without_a_wallet_sees_zeros(user, user_client):
+    body = user_client.get(profile_url(user)).json()
+
+    assert body["wallet"] == {"balance": "0.00", "pending": "0.00", "available": "0.00"}
