@@ -4,8 +4,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.models import User
 from core import response_cache
 from core.db.maintenance import maintenance_statement_timeout
+from perf.loadtest.demo import DEMO_USERS
 from perf.loadtest.seed import SEED_USER_PASSWORD, DatabaseNotEmpty, SeedPlan, seed_marketplace
 
 COUNTS = {
@@ -54,6 +56,11 @@ class Command(BaseCommand):
         if min(plan.users, plan.bounties) < 2 or plan.tokens > plan.users:
             raise CommandError("Need at least 2 users and 2 bounties, and no more tokens than users.")
         self.stdout.write(f"Seeding {plan}")
+        demo_users = list(
+            User.objects.filter(username__in=[spec[0] for spec in DEMO_USERS], is_staff=False)
+            .order_by("username")
+            .values_list("username", flat=True)
+        )
         try:
             with maintenance_statement_timeout():
                 report = seed_marketplace(plan=plan, append=options["append"], reset=options["reset"],
@@ -68,3 +75,11 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Seeded in {report.seconds:.1f} s."))
         self.stdout.write(f"  users log in with password {SEED_USER_PASSWORD!r}")
         self.stdout.write(f"  load-test tokens: {report.tokens_file}")
+        if options["reset"] and demo_users:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"  --reset deleted the demo users ({', '.join(demo_users)}) with every other "
+                    "non-staff user: `manage.py load_demo` (or the next `make run`) brings them "
+                    "back with their bounties."
+                )
+            )

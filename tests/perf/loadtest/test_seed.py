@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
+from accounts.models import User
 from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
 from core.db.maintenance import maintenance_statement_timeout
 from messaging.models import Conversation, Message
@@ -90,6 +91,20 @@ def test_refuses_a_database_with_data_unless_told(tmp_path):
     seed(tmp_path, "--append", "--prefix", "extra")
 
     assert Bounty.objects.count() == 1500
+    assert ledger_is_consistent()
+
+
+def test_reset_says_it_deleted_the_demo_users_and_how_to_get_them_back(tmp_path):
+    call_command("load_demo", stdout=io.StringIO())
+    out = io.StringIO()
+
+    call_command("seed_data", *SMALL, "--tokens-file", str(tmp_path / "tokens.txt"), "--reset", stdout=out)
+
+    assert not User.objects.filter(username__in=["alice", "bob", "carol"]).exists()
+    assert "--reset deleted the demo users (alice, bob, carol)" in out.getvalue()
+    assert "`manage.py load_demo` (or the next `make run`) brings them back" in out.getvalue()
+    call_command("load_demo", stdout=io.StringIO())
+    assert User.objects.filter(username__in=["alice", "bob", "carol"]).count() == 3
     assert ledger_is_consistent()
 
 
