@@ -187,8 +187,8 @@ class PostgresCluster:
         self.bindir = self._bindir()
         self.as_root = os.geteuid() == 0
         if self.as_root:
-            self._check_postgres_user()
-        self.home = self._home(work)
+            check_postgres_user()
+        self.home = postgres_home(work, "postgres", as_root=self.as_root)
         self.data = self.home / "data"
         self.logfile = self.home / "postgres.log"
         self.setup_log = log
@@ -212,15 +212,8 @@ class PostgresCluster:
             ) from None
         return Path(out)
 
-    @staticmethod
-    def _check_postgres_user() -> None:
-        check_postgres_user()
-
     def _as_pg(self, command: Sequence[str]) -> list[str]:
         return as_postgres(command, as_root=self.as_root)
-
-    def _home(self, work: Path) -> Path:
-        return postgres_home(work, "postgres", as_root=self.as_root)
 
     def _run(self, command: Sequence[str], *, timeout: float, what: str) -> None:
         # cwd "/": postgres may not be allowed into ours, and pg_ctl refuses then.
