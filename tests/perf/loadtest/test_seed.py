@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from contextlib import contextmanager
 
 import pytest
 from django.conf import settings
@@ -31,6 +32,33 @@ def seed(tmp_path, *extra: str) -> None:
 def fingerprint() -> str:
     rows = Bounty.objects.order_by("created_at", "title").values_list("title", "amount", "status", "category")
     return hashlib.sha256(repr(list(rows)).encode()).hexdigest()
+
+
+@contextmanager
+def statements_outlasting_a_short_timeout(kinds=("INSERT",), slowed_statements=3):
+    """A machine slow enough for the API's timeout to bite, on any machine: the connection gets a
+    1 s statement_timeout and the first few statements of ``kinds`` are each preceded by a 1.5 s
+    pg_sleep in the same transaction, which only passes under the command's longer timeout
+    (the statement that sets that timeout is not slowed).
+    (A 1 ms timeout did the same until a busy CI machine took longer than that for a SAVEPOINT.)
+    Yields the kinds of the statements it slowed."""
+    slowed: list[str] = []
+
+    def sleep_first(execute, sql, params, many, context):
+        kind = sql.lstrip().split(None, 1)[0].upper()
+        if kind in kinds and "set_config" not in sql and len(slowed) < slowed_statements:
+            slowed.append(kind)
+            context["cursor"].cursor.execute("SELECT pg_sleep(1.5)")  # raw: no wrapper again
+        return execute(sql, params, many, context)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = '1s'")
+    try:
+        with connection.execute_wrapper(sleep_first):
+            yield slowed
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
 
 
 def test_seed_keeps_every_wallet_invariant_and_covers_every_status(tmp_path):
@@ -119,17 +147,14 @@ def test_reset_keeps_staff_users(tmp_path):
 
 
 def test_seed_runs_its_bulk_sql_past_the_api_statement_timeout_and_restores_it(tmp_path):
-    """A slow machine made the API's statement_timeout cancel seed_data's bulk inserts; here a
-    1 ms timeout stands in for a machine a thousand times slower."""
-    with connection.cursor() as cursor:
-        cursor.execute("SET statement_timeout = 1")
+    """A slow machine made the API's statement_timeout cancel seed_data's bulk inserts."""
+    with statements_outlasting_a_short_timeout() as slowed:
+        seed(tmp_path)
 
-    seed(tmp_path)
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW statement_timeout")
-        assert cursor.fetchone()[0] == "1ms"  # what the connection had before, not the seed's
-        cursor.execute("RESET statement_timeout")
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            assert cursor.fetchone()[0] == "1s"  # what the connection had before, not the seed's
+    assert slowed == ["INSERT", "INSERT", "INSERT"]
     assert Bounty.objects.count() == 1500
 
 
@@ -156,12 +181,10 @@ def test_the_maintenance_timeout_leaves_no_session_setting_behind():
 
 def test_check_ledger_runs_past_the_api_statement_timeout(tmp_path):
     seed(tmp_path)
-    with connection.cursor() as cursor:
-        cursor.execute("SET statement_timeout = 1")
 
     out = io.StringIO()
-    call_command("check_ledger", stdout=out)
+    with statements_outlasting_a_short_timeout(kinds=("SELECT",)) as slowed:
+        call_command("check_ledger", stdout=out)
 
-    with connection.cursor() as cursor:
-        cursor.execute("RESET statement_timeout")  # the test's own 1 ms would outlast it
+    assert slowed == ["SELECT", "SELECT"]  # both of its checks
     assert "ledger OK" in out.getvalue()
