@@ -4,14 +4,13 @@ the serializer that consumes them (bounties/serializers.py)."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 
 from django.contrib.postgres.search import SearchQuery, SearchRank
-from django.db.models import Count, F, FloatField, Q, QuerySet, Sum
+from django.db.models import Count, F, FloatField, Q, QuerySet
 from django.db.models.functions import Cast
 
 from bounties.models import SEARCH_CONFIG, Bounty, BountyRequest, BountyStatus
-from wallet.models import TransactionStatus, TransactionType, WalletTransaction
+from wallet.selectors import total_earned
 
 # BountyListSerializer's fields: no description, no search vector.
 LIST_FIELDS = (
@@ -118,7 +117,7 @@ def requests_of_hunter(*, hunter_id: int, status: str | None = None) -> QuerySet
 
 def user_stats(*, user_id: int) -> dict:
     """A user's marketplace figures in two queries: bounties through the owner and hunter
-    indexes, earnings through the ledger's (user, type) index."""
+    indexes, earnings from the wallet (wallet.selectors.total_earned)."""
     completed = Q(status=BountyStatus.COMPLETED)
     counts = Bounty.objects.filter(Q(owner_id=user_id) | Q(hunter_id=user_id)).aggregate(
         bounties_posted=Count("pk", filter=Q(owner_id=user_id)),
@@ -126,10 +125,4 @@ def user_stats(*, user_id: int) -> dict:
         bounties_as_hunter=Count("pk", filter=Q(hunter_id=user_id)),
         hunter_completed=Count("pk", filter=Q(hunter_id=user_id) & completed),
     )
-    # A release credits the gross amount and its fee row debits the platform's share.
-    earned = WalletTransaction.objects.filter(
-        user_id=user_id,
-        type__in=[TransactionType.RELEASE, TransactionType.FEE],
-        status=TransactionStatus.COMPLETED,
-    ).aggregate(total=Sum("amount"))["total"]
-    return {"user_id": user_id, **counts, "total_earned": earned or Decimal("0.00")}
+    return {"user_id": user_id, **counts, "total_earned": total_earned(user_id=user_id)}

@@ -185,7 +185,8 @@ class WalletTransactionAdmin(ReadOnlyAdmin):
     list_display = ("id", "user", "type", "amount", "status", "bounty_id", "reference", "created_at")
     list_filter = ("type", "status")
     list_select_related = ("user",)
-    search_fields = ("reference", "user__username")
+    # "=": a pasted Idempotency-Key or provider reference matches exactly
+    search_fields = ("reference", "=idempotency_key", "user__username")
     ordering = ("-created_at",)
     show_full_result_count = False
 

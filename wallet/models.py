@@ -73,6 +73,9 @@ class WalletTransaction(models.Model):
     description = models.CharField(max_length=255, blank=True)
     # The payment provider's reference of a deposit; a replayed reference never credits twice.
     reference = models.CharField(max_length=100, blank=True)
+    # The Idempotency-Key a deposit or withdrawal came with (core.idempotency). Unique per user,
+    # so the ledger itself never applies one key twice, also after purge_idempotency_keys has
+    # dropped the stored response; the admin searches it to find a client's retry.
     idempotency_key = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -110,6 +113,11 @@ class WalletTransaction(models.Model):
                 fields=["reference"],
                 condition=Q(type=TransactionType.DEPOSIT),
                 name="wallettx_deposit_reference_uniq",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="wallettx_one_movement_per_key",
             ),
         ]
 

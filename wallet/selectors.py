@@ -46,6 +46,17 @@ def wallet_summary(*, user_id: int) -> WalletSummary:
 LIST_FIELDS = ("id", "type", "amount", "status", "bounty_id", "description", "created_at")
 
 
+def total_earned(*, user_id: int) -> Decimal:
+    """What a hunter was paid for completed bounties, net of the platform's fee: a release
+    credits the gross amount and its fee row debits the platform's share (wallettx_user_type_idx)."""
+    earned = WalletTransaction.objects.filter(
+        user_id=user_id,
+        type__in=[TransactionType.RELEASE, TransactionType.FEE],
+        status=TransactionStatus.COMPLETED,
+    ).aggregate(total=Sum("amount"))["total"]
+    return earned or ZERO
+
+
 def transactions_for(*, user_id: int, type: str | None = None) -> QuerySet[WalletTransaction]:
     """A user's ledger, slim rows, newest first (wallettx_user_created_idx / _type_idx)."""
     queryset = WalletTransaction.objects.filter(user_id=user_id).only(*LIST_FIELDS)

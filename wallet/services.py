@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.idempotency import IdempotencyKeyReused
 from wallet.errors import (
     DuplicateDepositReference,
     EscrowAlreadySettled,
@@ -53,6 +54,23 @@ def _move(*, user_id: int, type: str, amount: Decimal, **fields) -> WalletTransa
     return WalletTransaction.objects.create(user_id=user_id, type=type, amount=amount, **fields)
 
 
+def _constraint(error: IntegrityError) -> str | None:
+    """The name of the constraint an IntegrityError broke (psycopg's diagnostics)."""
+    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None)
+
+
+def _record(*, idempotency_key: str, **move) -> WalletTransaction:
+    """_move for a client's deposit or withdrawal: the Idempotency-Key is recorded with the row,
+    and a key this user already spent on another movement is refused (IdempotencyKeyReused)."""
+    try:
+        with transaction.atomic():
+            return _move(idempotency_key=idempotency_key, **move)
+    except IntegrityError as error:
+        if _constraint(error) == "wallettx_one_movement_per_key":
+            raise IdempotencyKeyReused() from None
+        raise
+
+
 @transaction.atomic
 def deposit_create(
     *, user_id: int, amount: Decimal, reference: str, idempotency_key: str = ""
@@ -60,16 +78,17 @@ def deposit_create(
     """Credit a deposit confirmed by the payment provider under ``reference`` (unique)."""
     _lock_accounts(user_id)
     try:
-        with transaction.atomic():
-            return _move(
-                user_id=user_id,
-                type=TransactionType.DEPOSIT,
-                amount=amount,
-                reference=reference,
-                description=f"Deposit {reference}",
-                idempotency_key=idempotency_key,
-            )
-    except IntegrityError:
+        return _record(
+            user_id=user_id,
+            type=TransactionType.DEPOSIT,
+            amount=amount,
+            reference=reference,
+            description=f"Deposit {reference}",
+            idempotency_key=idempotency_key,
+        )
+    except IntegrityError as error:
+        if _constraint(error) != "wallettx_deposit_reference_uniq":
+            raise
         raise DuplicateDepositReference(
             fields={"reference": [DuplicateDepositReference.default_detail]}
         ) from None
@@ -83,7 +102,7 @@ def withdrawal_create(*, user_id: int, amount: Decimal, idempotency_key: str = "
     account = _lock_accounts(user_id)[user_id]
     if account.balance < amount:
         raise InsufficientFunds()
-    return _move(
+    return _record(
         user_id=user_id,
         type=TransactionType.WITHDRAWAL,
         amount=-amount,
@@ -92,8 +111,16 @@ def withdrawal_create(*, user_id: int, amount: Decimal, idempotency_key: str = "
     )
 
 
+def _require_transaction() -> None:
+    """The escrow functions change a bounty's money together with its status: outside the
+    bounty's transaction (and its row lock) a failure between the two would split them."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("escrow functions run inside the bounty's transaction (bounties.services)")
+
+
 def escrow_hold(*, bounty, owner_id: int) -> WalletTransaction:
     """Take a new paid bounty's amount from its owner. Runs inside the bounty's transaction."""
+    _require_transaction()
     account = _lock_accounts(owner_id)[owner_id]
     if account.balance < bounty.amount:
         raise InsufficientFunds(
@@ -112,39 +139,39 @@ def _held_escrow(bounty) -> WalletTransaction | None:
     return WalletTransaction.objects.filter(bounty=bounty, type=TransactionType.ESCROW).first()
 
 
+def _settle(*, bounty, user_id: int, moves: list[tuple[str, Decimal, str]]) -> list[WalletTransaction]:
+    """Settle a bounty's escrow: record ``moves`` (type, amount, description) on ``user_id``'s
+    account. A second settlement of the same bounty breaks wallettx_one_settlement_per_bounty
+    and raises EscrowAlreadySettled, with nothing of it applied."""
+    _lock_accounts(user_id)
+    try:
+        with transaction.atomic():
+            return [
+                _move(user_id=user_id, type=type, amount=amount, bounty=bounty, description=description)
+                for type, amount, description in moves
+            ]
+    except IntegrityError:
+        raise EscrowAlreadySettled() from None
+
+
 def escrow_release(*, bounty, hunter_id: int) -> tuple[WalletTransaction | None, WalletTransaction | None]:
     """Pay a completed bounty's escrow to its hunter, minus the platform fee (a fee row).
 
     The caller holds the bounty's row lock. Returns the release row and the fee row (None when
     the fee rounds to zero). Nothing happens for a bounty without escrow (for honor).
     """
+    _require_transaction()
     escrow = _held_escrow(bounty)
     if escrow is None:
         return None, None
     gross = -escrow.amount
     fee = platform_fee(gross)
-    _lock_accounts(hunter_id)
-    try:
-        with transaction.atomic():
-            release = _move(
-                user_id=hunter_id,
-                type=TransactionType.RELEASE,
-                amount=gross,
-                bounty=bounty,
-                description=f"Payment for bounty #{bounty.pk} {bounty.title[:80]}",
-            )
-            fee_row = None
-            if fee > 0:
-                fee_row = _move(
-                    user_id=hunter_id,
-                    type=TransactionType.FEE,
-                    amount=-fee,
-                    bounty=bounty,
-                    description=f"Platform fee {settings.PLATFORM_FEE_PERCENT}% on bounty #{bounty.pk}",
-                )
-    except IntegrityError:
-        raise EscrowAlreadySettled() from None
-    return release, fee_row
+    moves = [(TransactionType.RELEASE, gross, f"Payment for bounty #{bounty.pk} {bounty.title[:80]}")]
+    if fee > 0:
+        percent = settings.PLATFORM_FEE_PERCENT
+        moves.append((TransactionType.FEE, -fee, f"Platform fee {percent}% on bounty #{bounty.pk}"))
+    release, *fee_row = _settle(bounty=bounty, user_id=hunter_id, moves=moves)
+    return release, (fee_row[0] if fee_row else None)
 
 
 def escrow_refund(*, bounty, owner_id: int) -> WalletTransaction | None:
@@ -152,21 +179,14 @@ def escrow_refund(*, bounty, owner_id: int) -> WalletTransaction | None:
 
     The caller holds the bounty's row lock.
     """
+    _require_transaction()
     escrow = _held_escrow(bounty)
     if escrow is None:
         return None
-    _lock_accounts(owner_id)
-    try:
-        with transaction.atomic():
-            return _move(
-                user_id=owner_id,
-                type=TransactionType.REFUND,
-                amount=-escrow.amount,
-                bounty=bounty,
-                description=f"Refund for bounty #{bounty.pk} {bounty.title[:80]}",
-            )
-    except IntegrityError:
-        raise EscrowAlreadySettled() from None
+    description = f"Refund for bounty #{bounty.pk} {bounty.title[:80]}"
+    moves = [(TransactionType.REFUND, -escrow.amount, description)]
+    (refund,) = _settle(bounty=bounty, user_id=owner_id, moves=moves)
+    return refund
 
 
 @transaction.atomic
