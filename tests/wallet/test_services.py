@@ -28,8 +28,8 @@ def test_each_movement_keeps_the_idempotency_key_it_came_with():
     client.post("/api/wallet/withdrawals", {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="w-1")
     client.post("/api/wallet/withdrawals", {"amount": "10.00"}, format="json")
 
-    keys = WalletTransaction.objects.filter(user=user, type="withdrawal").values_list("idempotency_key", flat=True)
-    assert sorted(keys) == ["", "w-1"]
+    withdrawals = WalletTransaction.objects.filter(user=user, type="withdrawal")
+    assert sorted(withdrawals.values_list("idempotency_key", flat=True)) == ["", "w-1"]
 
 
 def test_the_ledger_refuses_a_key_spent_before_its_stored_response_was_purged():
@@ -37,10 +37,11 @@ def test_the_ledger_refuses_a_key_spent_before_its_stored_response_was_purged():
     retries that late must still not be paid twice."""
     user = funded_user("100.00")
     client = client_for(user)
-    first = client.post("/api/wallet/withdrawals", {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="late")
+    withdraw = {"path": "/api/wallet/withdrawals", "data": {"amount": "10.00"}, "format": "json"}
+    first = client.post(**withdraw, HTTP_IDEMPOTENCY_KEY="late")
     IdempotencyRecord.objects.filter(user=user).delete()
 
-    retry = client.post("/api/wallet/withdrawals", {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="late")
+    retry = client.post(**withdraw, HTTP_IDEMPOTENCY_KEY="late")
     deposit = client.post(
         "/api/wallet/deposits",
         {"amount": "5.00", "reference": "psp-late"},
