@@ -31,7 +31,7 @@ from accounts.services import token_issue
 from core import response_cache
 from core.db import availability
 from perf.loadtest.chaos.harness import RedisServer, free_port
-from tests.factories import UserFactory
+from tests.factories import UserFactory, paid_bounty
 from wallet.selectors import ledger_check
 
 
@@ -87,6 +87,18 @@ def committed(django_capture_on_commit_callbacks):
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture
+def anonymous(api_client):
+    """An anonymous client: the one every cached public read is shared with."""
+    return api_client
+
+
+@pytest.fixture
+def bounty(db):
+    """A paid bounty of 40.00 whose title the search URL of tests.caching.cached_urls finds."""
+    return paid_bounty(title="Design a logo for a bakery", amount="40.00")
 
 
 @pytest.fixture
