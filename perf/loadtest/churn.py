@@ -24,7 +24,7 @@ from pathlib import Path
 from perf.loadtest.results import Check
 
 WRITE_NAME = "POST /api/bounties"
-# The seed's categories (perf/loadtest/seed.py VOCABULARY): readers filter by them, writers post in
+# The seed's categories (perf/loadtest/vocabulary.py): readers filter by them, writers post in
 # them. Every one is a bounties.models.Category; "other" has no seeded bounties.
 CATEGORIES = ["web", "mobile", "design", "data", "testing", "writing", "marketing", "errands"]
 SECONDS_JSON = "churn_reads.json"  # written by the locust process

@@ -26,8 +26,8 @@ from perf.loadtest.churn import (
 )
 from perf.loadtest.profiles import PROFILES, writer_plan
 from perf.loadtest.report import render_comparison, render_markdown
-from perf.loadtest.seed import VOCABULARY
 from perf.loadtest.stored import run_from_result
+from perf.loadtest.vocabulary import VOCABULARY
 from perf.models import LoadTestRun
 from tests.conftest import gunicorn_server, subprocess_env
 from tests.factories import UserFactory
