@@ -13,7 +13,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 
 import django
@@ -27,7 +28,7 @@ from perf.loadtest import churn as churning
 from perf.loadtest import sampler as resources
 from perf.loadtest.profiles import Profile
 from perf.loadtest.report import bottlenecks, render_chart, render_comparison, render_markdown
-from perf.loadtest.results import evaluate, load_stats, passed
+from perf.loadtest.results import RunStats, evaluate, load_stats, passed
 from perf.models import LoadTestRun
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -96,60 +97,117 @@ def _progress_line(started: float, prefix: Path) -> str:
     )
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """What the operator asked for (manage.py loadtest's options, resolved)."""
+
+    profile: Profile
+    host: str
+    report_dir: Path
+    tokens_file: Path
+    server_pid: int | None = None  # the server's master process, for CPU and memory
+    notes: str = ""
+    actions: str = ""
+    compare_with: LoadTestRun | None = None  # also write a before/after table against this run
+    baseline: LoadTestRun | None = None  # churn: judge issue 13's targets against this run
+
+
+@dataclass
+class _Launch:
+    """A run about to start: where it writes and what the counters read before it."""
+
+    request: RunRequest
+    host: str
+    server: list[psutil.Process]
+    started_at: datetime
+    workdir: Path
+    statements_before: dict
+    redis_before: dict
+    cache_before: dict
+
+    @property
+    def prefix(self) -> Path:  # locust's --csv prefix
+        return self.workdir / "locust"
+
+    @property
+    def churn(self) -> bool:
+        return self.request.profile.name == "churn"
+
+
+@dataclass
+class _Observed:
+    """What watching the load generator collected."""
+
+    finished_at: datetime
+    samples: resources.ResourceSamples
+    scrapes: list
+
+
 def run_loadtest(
-    *,
-    profile: Profile,
-    host: str,
-    report_dir: Path,
-    tokens_file: Path,
-    server_pid: int | None = None,
-    notes: str = "",
-    actions: str = "",
-    compare_with: LoadTestRun | None = None,
-    baseline: LoadTestRun | None = None,
-    progress: Callable[[str, bool], None] = lambda line, final: None,
+    request: RunRequest, progress: Callable[[str, bool], None] = lambda line, final: None
 ) -> LoadTestRun:
-    """Run ``profile`` against ``host`` and store the result; see the module docstring.
+    """Run ``request.profile`` against ``request.host`` and store the result; see the module
+    docstring. Four stages: check and prepare, drive locust while sampling the machine, judge
+    the figures against the thresholds, write the reports and store the run.
 
     A churn run also records reads and cache hits per second, and with ``baseline`` (an earlier
     churn run) is judged by issue 13's targets relative to it as well."""
-    host = host.rstrip("/")
-    preflight(host)
-    churn = profile.name == "churn"
-    if TOKEN_USERS & {*profile.users_mix, *profile.fixed_users} and not tokens_file.exists():
-        raise LoadTestError(
-            f"no tokens file at {tokens_file}: run `manage.py seed_data` first (or --tokens-file)."
-        )
-    server = resources.server_processes(server_pid)
-    started_at = timezone.now()
-    workdir = report_dir / f"{started_at:%Y%m%d-%H%M%S}-{profile.name}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    prefix = workdir / "locust"
+    launch = _prepare(request)
+    observed = _drive(launch, progress)
+    stats, result = _judge(launch, observed)
+    return _store(launch, observed, stats, result)
 
-    statements_before = resources.statements_snapshot()
-    redis_before = resources.redis_counters()
-    cache_before = resources.response_cache_counters(host)
+
+def _prepare(request: RunRequest) -> _Launch:
+    """Refuse what cannot work (server not ready, no tokens), make the run's folder and read
+    the counters the run's figures are deltas of."""
+    host = request.host.rstrip("/")
+    preflight(host)
+    profile = request.profile
+    if TOKEN_USERS & {*profile.users_mix, *profile.fixed_users} and not request.tokens_file.exists():
+        raise LoadTestError(
+            f"no tokens file at {request.tokens_file}: run `manage.py seed_data` first (or --tokens-file)."
+        )
+    started_at = timezone.now()
+    workdir = request.report_dir / f"{started_at:%Y%m%d-%H%M%S}-{profile.name}"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return _Launch(
+        request=request,
+        host=host,
+        server=resources.server_processes(request.server_pid),
+        started_at=started_at,
+        workdir=workdir,
+        statements_before=resources.statements_snapshot(),
+        redis_before=resources.redis_counters(),
+        cache_before=resources.response_cache_counters(host),
+    )
+
+
+def _drive(launch: _Launch, progress: Callable[[str, bool], None]) -> _Observed:
+    """Run locust headless in its own process, sample the server's and the generator's CPU and
+    memory (and, for churn, the cache counters) until it ends, reporting progress each second."""
+    profile, workdir, prefix = launch.request.profile, launch.workdir, launch.prefix
     env = {
         **os.environ,
         "LOADTEST_PROFILE": json.dumps(profile.as_json()),
-        "LOADTEST_TOKENS": str(tokens_file),
+        "LOADTEST_TOKENS": str(launch.request.tokens_file),
         # The locustfile imports perf.loadtest.churn (plain Python) from the project.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(settings.BASE_DIR), os.environ.get("PYTHONPATH")])),
     }
-    if churn:
+    if launch.churn:
         env["LOADTEST_CHURN_FILE"] = str(workdir / churning.SECONDS_JSON)
     command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", launch.host,
         "--csv", str(prefix), "--html", str(workdir / LOCUST_HTML), "--stop-timeout", "5",
         "--only-summary", "--loglevel", "WARNING", *profile.users_mix, *profile.fixed_users,
     ]  # fmt: skip
     with open(workdir / "locust.log", "w") as log:
         generator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     sampler = resources.Sampler(
-        server_pid=server[0].pid if server else None, generator=psutil.Process(generator.pid)
+        server_pid=launch.server[0].pid if launch.server else None, generator=psutil.Process(generator.pid)
     )
     sampler.start()
-    scraper = resources.CacheScraper(host) if churn else None
+    scraper = resources.CacheScraper(launch.host) if launch.churn else None
     if scraper is not None:
         scraper.start()
     started = time.monotonic()
@@ -165,60 +223,73 @@ def run_loadtest(
         samples = sampler.stop()
         scrapes = scraper.stop() if scraper is not None else []
     progress(_progress_line(started, prefix), True)
-    finished_at = timezone.now()
-
     if not Path(f"{prefix}_stats.csv").exists():
         raise LoadTestError(f"the load generator failed before writing results; see {workdir / 'locust.log'}")
-    stats = load_stats(prefix)
+    return _Observed(finished_at=timezone.now(), samples=samples, scrapes=scrapes)
+
+
+def _judge(launch: _Launch, observed: _Observed) -> tuple[RunStats, dict]:
+    """Locust's figures and the run's ``result``: the figures checked against the profile's
+    thresholds, the machine's resources, and what PostgreSQL, Redis and the response cache did
+    meanwhile."""
+    request, profile = launch.request, launch.request.profile
+    stats = load_stats(launch.prefix)
     checks = evaluate(stats, profile.thresholds)
     churn_section = None
-    if churn:
+    if launch.churn:
         churn_section = churning.merge(
-            churning.read_seconds_file(workdir / churning.SECONDS_JSON),
-            churning.cache_series(scrapes),
+            churning.read_seconds_file(launch.workdir / churning.SECONDS_JSON),
+            churning.cache_series(observed.scrapes),
             profile.writes_per_second,
             sum(profile.fixed_users.values()),
         )
-        churning.write_series_csv(churn_section, workdir / churning.SECONDS_CSV)
-        if baseline is not None:
-            checks += churning.baseline_checks(churn_section, baseline.data["churn"])
+        churning.write_series_csv(churn_section, launch.workdir / churning.SECONDS_CSV)
+        if request.baseline is not None:
+            checks += churning.baseline_checks(churn_section, request.baseline.data["churn"])
+    statements_after = resources.statements_snapshot()
     result = {
         "profile": profile.as_json(),
-        "host": host,
-        "started_at": started_at.isoformat(),
-        "finished_at": finished_at.isoformat(),
-        "duration_s": (finished_at - started_at).total_seconds(),
+        "host": launch.host,
+        "started_at": launch.started_at.isoformat(),
+        "finished_at": observed.finished_at.isoformat(),
+        "duration_s": (observed.finished_at - launch.started_at).total_seconds(),
         "ramp_up_s": profile.ramp_up_seconds(),
-        "environment": _environment(server),
+        "environment": _environment(launch.server),
         "stats": stats.as_json() | {"max_users": stats.max_users},
         "checks": [asdict(check) for check in checks],
         "passed": passed(checks),
-        "resources": samples.summary(),
-        "database": {
-            "top_queries": resources.statements_delta(statements_before, resources.statements_snapshot())
-        },
-        "redis": resources.redis_delta(redis_before, resources.redis_counters()),
+        "resources": observed.samples.summary(),
+        "database": {"top_queries": resources.statements_delta(launch.statements_before, statements_after)},
+        "redis": resources.redis_delta(launch.redis_before, resources.redis_counters()),
         "response_cache": resources.response_cache_delta(
-            cache_before, resources.response_cache_counters(host)
+            launch.cache_before, resources.response_cache_counters(launch.host)
         ),
-        "notes": notes,
-        "actions": actions,
+        "notes": request.notes,
+        "actions": request.actions,
     }
     if churn_section is not None:
+        baseline = request.baseline
         result["churn"] = churn_section | {"baseline_run": baseline.pk if baseline else None}
     result["bottlenecks"] = bottlenecks(result)
     result["markdown"] = render_markdown(result)
+    return stats, result
+
+
+def _store(launch: _Launch, observed: _Observed, stats: RunStats, result: dict) -> LoadTestRun:
+    """Write report.md, report.json and chart.png into the run's folder, store the LoadTestRun
+    and, with --compare, the before/after table."""
+    request, workdir = launch.request, launch.workdir
     (workdir / "report.md").write_text(result["markdown"])
     (workdir / "report.json").write_text(json.dumps(result, indent=2, default=str))
     render_chart(result, workdir / "chart.png")
     run = LoadTestRun.objects.create(
-        profile=profile.name,
-        host=host,
-        started_at=started_at,
-        finished_at=finished_at,
+        profile=request.profile.name,
+        host=launch.host,
+        started_at=launch.started_at,
+        finished_at=observed.finished_at,
         max_users=stats.max_users,
         duration_s=round(result["duration_s"]),
-        think_time=f"{profile.think_time[0]:g}-{profile.think_time[1]:g} s",
+        think_time=f"{request.profile.think_time[0]:g}-{request.profile.think_time[1]:g} s",
         requests=stats.total.requests,
         p95_ms=stats.total.p95_ms,
         p99_ms=stats.total.p99_ms,
@@ -227,13 +298,14 @@ def run_loadtest(
         passed=result["passed"],
         data=result,
         report_path=str(workdir / "report.md"),
-        notes=notes,
+        notes=request.notes,
     )
-    if compare_with is not None:
+    if request.compare_with is not None:
         # A stored run folder (no id on this database) is named by its folder.
-        before = (
-            compare_with.pk if compare_with.pk is not None else Path(compare_with.report_path).parent.name
-        )
+        compare_with = request.compare_with
+        before = compare_with.pk
+        if before is None:
+            before = Path(compare_with.report_path).parent.name
         comparison = render_comparison(compare_with.data, result, before, run.pk)
         (workdir / f"compare-{before}.md").write_text(comparison)
         run.data["comparison"] = comparison

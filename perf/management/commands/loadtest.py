@@ -7,7 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from perf.loadtest.profiles import PROFILES
-from perf.loadtest.runner import LoadTestError, default_report_dir, run_loadtest
+from perf.loadtest.runner import LoadTestError, RunRequest, default_report_dir, run_loadtest
 from perf.loadtest.seed import TOKENS_FILE
 from perf.loadtest.stored import StoredRunError, stored_run
 from perf.models import LoadTestRun
@@ -109,7 +109,7 @@ class Command(BaseCommand):
             + (f"; {writers} writers posting {profile.writes_per_second:g} bounties/s" if writers else "")
         )
         try:
-            run = run_loadtest(
+            request = RunRequest(
                 profile=profile,
                 host=options["host"],
                 report_dir=options["report_dir"],
@@ -119,8 +119,8 @@ class Command(BaseCommand):
                 actions=options["actions"],
                 compare_with=compare_with,
                 baseline=baseline,
-                progress=self._progress,
             )
+            run = run_loadtest(request, progress=self._progress)
         except LoadTestError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(run.data["markdown"].split("## Endpoints")[0])
