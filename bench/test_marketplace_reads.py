@@ -17,8 +17,8 @@ from rest_framework.test import APIClient
 from bench.timing import percentile, timed
 from bounties import selectors
 from bounties.models import BountyStatus
-from perf.loadtest.synthetic import insert_bounties
 from tests.factories import UserFactory
+from tests.synthetic import insert_bounties
 
 BOUNTIES = 50_000
 ROUNDS = 300

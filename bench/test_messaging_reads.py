@@ -11,9 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bench.timing import percentile, timed
-from perf.loadtest.synthetic import insert_conversations
 from tests.conftest import client_for
 from tests.factories import UserFactory
+from tests.synthetic import insert_conversations
 
 ROUNDS = 300
 

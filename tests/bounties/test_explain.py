@@ -9,8 +9,8 @@ import pytest
 
 from bounties import selectors
 from bounties.models import BountyStatus
-from perf.loadtest.synthetic import insert_bounties
 from tests.factories import UserFactory
+from tests.synthetic import insert_bounties
 
 pytestmark = pytest.mark.django_db
 

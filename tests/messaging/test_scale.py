@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from messaging import selectors
 from messaging.models import Conversation
 from messaging.services import conversation_open
-from perf.loadtest.synthetic import insert_conversations
 from tests.conftest import client_for
 from tests.factories import UserFactory
+from tests.synthetic import insert_conversations
 
 
 def queries_for(client, url: str) -> tuple[int, dict]:

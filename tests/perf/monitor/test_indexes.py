@@ -17,10 +17,10 @@ from django.db import IntegrityError, connection
 from django.test import Client
 
 from messaging.models import Message
-from perf.loadtest.synthetic import insert_bounties, insert_conversations
 from perf.monitor import indexes, suggestions
 from perf.monitor.pages import Level
 from tests.factories import UserFactory
+from tests.synthetic import insert_bounties, insert_conversations
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

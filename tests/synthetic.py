@@ -1,4 +1,5 @@
-"""Synthetic marketplace rows in bulk, for EXPLAIN tests and benchmarks (one SQL statement).
+"""Synthetic marketplace rows in bulk, for EXPLAIN tests and benchmarks (bench/ imports it too),
+one SQL statement each. The API never uses it, so it lives with the tests.
 
 The bulk statements run under MAINTENANCE_STATEMENT_TIMEOUT_MS, not the API's 10 s: 200,000
 messages with their foreign-key checks outlasted it on CI's machine.
