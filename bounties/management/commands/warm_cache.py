@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from bounties.warm import plan, warm
+from core.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Fill the response cache: the most-viewed open bounties, the first list pages (all and per "
         "category) and searches for the most common title words. Safe to run while serving."

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from core.db.maintenance import maintenance_statement_timeout
 from core.idempotency import idempotency_records_purge
+from core.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Delete stored Idempotency-Key responses older than the retention period (run daily)."
 
     def add_arguments(self, parser):

@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import os
 
-from django.core.management.base import BaseCommand
-
+from core.management.base import DatabaseCommand
 from perf.loadtest.demo import demo_load
 
 DEFAULT_ADMIN_PASSWORD = "bountyexpo-admin"  # noqa: S105 (demo default, documented in README)
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Load the small demo dataset and the demo staff user (safe to run again)."
 
     def add_arguments(self, parser):

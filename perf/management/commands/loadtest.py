@@ -4,8 +4,9 @@ import math
 import sys
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from core.management.base import DatabaseCommand
 from perf.loadtest.profiles import PROFILES
 from perf.loadtest.runner import LoadTestError, RunRequest, default_report_dir, run_loadtest
 from perf.loadtest.seed import TOKENS_FILE
@@ -13,7 +14,7 @@ from perf.loadtest.stored import StoredRunError, stored_run
 from perf.models import LoadTestRun
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Run a locust load test against a running server and write a report in the guide's form. "
         f"Profiles: {', '.join(PROFILES)}. Exits non-zero when a threshold fails."

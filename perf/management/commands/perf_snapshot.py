@@ -6,15 +6,16 @@ Run it every 5 minutes (cron or a Kubernetes CronJob); see README, "Perf admin".
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from core.db.maintenance import maintenance_statement_timeout
+from core.management.base import DatabaseCommand
 from perf.monitor.db import monitor_connection
 from perf.monitor.queries import MonitorError, megabytes, prune_snapshots, snapshot_storage, take_snapshot
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Store a pg_stat_statements snapshot of this database (the Queries page's windows are "
         "differences between snapshots), then prune: snapshots older than the retention go, those "

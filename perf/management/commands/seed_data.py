@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.models import User
 from core import response_cache
 from core.db.maintenance import maintenance_statement_timeout
+from core.management.base import DatabaseCommand
 from perf.loadtest.demo import DEMO_USERS
 from perf.loadtest.seed import SEED_USER_PASSWORD, DatabaseNotEmpty, SeedPlan, seed_marketplace
 
@@ -21,7 +22,7 @@ COUNTS = {
 }
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Generate a realistic marketplace for load tests: users, bounties in every status, "
         "applications, a ledger that keeps every wallet invariant, conversations and messages, "

@@ -1,14 +1,15 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from core.db.maintenance import maintenance_statement_timeout
+from core.management.base import DatabaseCommand
 from wallet.services import ledger_check_run
 
 MAX_LISTED = 50
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = (
         "Verify the wallet invariants over the whole database: every balance equals the sum of "
         "its completed ledger rows, and balances + fees + escrow held == deposits - withdrawals. "
