@@ -97,13 +97,12 @@ class ProfileView(APIView):
         if request.user.pk == pk:
             user = get_object_or_404(selectors.profiles_public(), pk=pk)
             user.wallet_summary = wallet_summary(user_id=pk)
-            return uncached_response(request, OwnProfileSerializer(user).data, vary_auth=True)
+            return uncached_response(request, OwnProfileSerializer(user).data)
         return cached_response(
             request,
             PROFILE,
             (pk,),
             lambda: PublicProfileSerializer(get_object_or_404(selectors.profiles_public(), pk=pk)).data,
-            vary_auth=True,
         )
 
     @extend_schema(request=ProfileUpdateSerializer, responses={200: PrivateProfileSerializer})

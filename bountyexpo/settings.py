@@ -84,6 +84,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
+    # private, no-store wherever a response sets no Cache-Control (only cached reads may be shared).
+    "core.middleware.CacheControlMiddleware",
     # Early, so it compresses the final body; whitenoise serves static files precompressed.
     "core.middleware.GZipMiddleware",
     "core.middleware.RateLimitHeadersMiddleware",
@@ -324,6 +326,22 @@ CACHE_LOCK_SECONDS = env_int("CACHE_LOCK_SECONDS", 10, minimum=1)
 CACHE_LOCK_WAIT_SECONDS = env_float("CACHE_LOCK_WAIT_SECONDS", 2.0, minimum=0)
 # After a Redis failure a process serves from PostgreSQL without trying Redis this long.
 CACHE_RETRY_SECONDS = env_float("CACHE_RETRY_SECONDS", 5.0, minimum=0)
+
+# Edge caching (README "Edge caching"): how long a shared cache (nginx's micro-cache, a CDN)
+# may serve an anonymous cached read without asking (s-maxage), how much longer it may serve it
+# while one request revalidates (stale-while-revalidate), and how long while the app fails
+# (stale-if-error). Everyone but the author then sees a write within CACHE_PUBLIC_LAG_SECONDS
+# + EDGE_CACHE_SECONDS + EDGE_STALE_WHILE_REVALIDATE_SECONDS (12 s by default), at most the
+# list TTL. EDGE_CACHE_SECONDS=0: no shared cache may serve without revalidating (no-cache).
+_EDGE_BUDGET = CACHE_TTL_BOUNTY_LIST - CACHE_PUBLIC_LAG_SECONDS  # what the contract leaves the edge
+EDGE_CACHE_SECONDS = env_int("EDGE_CACHE_SECONDS", min(2, _EDGE_BUDGET), minimum=0, maximum=_EDGE_BUDGET)
+EDGE_STALE_WHILE_REVALIDATE_SECONDS = env_int(
+    "EDGE_STALE_WHILE_REVALIDATE_SECONDS",
+    min(5, _EDGE_BUDGET - EDGE_CACHE_SECONDS),
+    minimum=0,
+    maximum=_EDGE_BUDGET - EDGE_CACHE_SECONDS,
+)
+EDGE_STALE_IF_ERROR_SECONDS = env_int("EDGE_STALE_IF_ERROR_SECONDS", 300, minimum=0)
 
 # Search ranks the newest this-many matches of its filters and returns the best of them
 # (bounties/selectors.py newest_matches): its cost stays flat as the table grows.

@@ -109,13 +109,12 @@ class CachedRead:
 
     kind: CachedKind
     parts: Callable[[HttpRequest, dict], tuple]
-    vary_auth: bool = False
     side_effect: SideEffect | None = None
 
     def respond(self, request, url_kwargs: dict, compute: Callable[[], Any]) -> HttpResponse:
         """The full path's answer: core.response_cache.cached_response for this entry."""
         parts = self.parts(request, url_kwargs)
-        return response_cache.cached_response(request, self.kind, parts, compute, vary_auth=self.vary_auth)
+        return response_cache.cached_response(request, self.kind, parts, compute)
 
 
 @dataclass(frozen=True)
@@ -245,9 +244,7 @@ class HitPathMiddleware:
         request.resolver_match = match  # the metrics' route label
         if usage is not None and usage["limit"]:
             request.rate_limit = count.state(usage)  # RateLimitHeadersMiddleware writes X-RateLimit-*
-        response = response_cache.respond(
-            request, entry.body, entry.etag, state, vary_auth=route.read.vary_auth
-        )
+        response = response_cache.respond(request, entry.body, entry.etag, state)
         return _finish(response, route), "served"
 
     def _round_trip(self, redis: _Clients, kind, parts, count, user_id, key_hash, effect, url_kwargs):

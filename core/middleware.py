@@ -33,6 +33,25 @@ class RequestIdMiddleware:
         return response
 
 
+class CacheControlMiddleware:
+    """``Cache-Control: private, no-store`` on every response that says nothing of its own.
+
+    Only the cached reads (core.response_cache.respond) may be kept by a shared cache, and they
+    set their header themselves; so do whitenoise's static files and the admin (never_cache).
+    Everything else (per-user reads such as the wallet and messages, writes, errors, 429s,
+    /metrics) must never be stored by a proxy or CDN, nor by the browser.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if "Cache-Control" not in response:
+            response["Cache-Control"] = "private, no-store"
+        return response
+
+
 class GZipMiddleware(DjangoGZipMiddleware):
     """Django's gzip, but only for bodies of GZIP_MIN_BYTES or more (Django's floor is 200 B):
     below about 1 KB the CPU spent compressing buys almost nothing on the wire."""

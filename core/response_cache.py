@@ -247,17 +247,37 @@ def _not_modified(request: HttpRequest, etag: str) -> bool:
     return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
 
-def respond(request: HttpRequest, body: bytes, etag: str, state: str, *, vary_auth: bool) -> HttpResponse:
+def cache_control(request: HttpRequest) -> str:
+    """What browsers and shared caches may do with a cached read's response (README "Edge
+    caching"). Anonymous: the public body, which a shared cache may serve for
+    EDGE_CACHE_SECONDS (s-maxage) and a little longer while revalidating or while the app fails;
+    browsers revalidate each time (max-age=0, ETag). Signed in: the reader's own view (their
+    writes at once, the owner's private profile), kept by the browser only (private) and
+    revalidated before each use."""
+    if "HTTP_AUTHORIZATION" in request.META:
+        return "private, no-cache"
+    if settings.EDGE_CACHE_SECONDS <= 0:
+        return "no-cache"
+    return (
+        f"public, max-age=0, s-maxage={settings.EDGE_CACHE_SECONDS}, "
+        f"stale-while-revalidate={settings.EDGE_STALE_WHILE_REVALIDATE_SECONDS}, "
+        f"stale-if-error={settings.EDGE_STALE_IF_ERROR_SECONDS}"
+    )
+
+
+def respond(request: HttpRequest, body: bytes, etag: str, state: str) -> HttpResponse:
+    """The response of a cached read (a hit, a stale entry or a computed one) or of a
+    deliberately uncached one: ETag and 304, X-Cache, and its caching headers. A signed-in
+    caller may get another body than the anonymous one (their writes at once, their own
+    profile), so every such response varies on Authorization."""
     if _not_modified(request, etag):
         response = HttpResponseNotModified()
     else:
         response = HttpResponse(body, content_type="application/json")
     response["ETag"] = etag
     response["X-Cache"] = state
-    # Clients and shared caches may keep the body but must revalidate it (ETag) before use.
-    response["Cache-Control"] = "no-cache"
-    if vary_auth:
-        response["Vary"] = "Authorization"
+    response["Cache-Control"] = cache_control(request)
+    response["Vary"] = "Authorization"
     return response
 
 
@@ -479,15 +499,13 @@ def cached_response(
     kind: CachedKind,
     parts: tuple,
     compute: Callable[[], Any],
-    *,
-    vary_auth: bool = False,
 ) -> HttpResponse:
     """A JSON response for ``kind`` and ``parts`` with ETag, X-Cache and 304 handling; a stale
     entry this request must refresh is refreshed once the response is sent."""
     user = getattr(request, "user", None)
     reader_id = user.pk if user is not None and user.is_authenticated else None
     found = fetch(kind, parts, compute, reader_id=reader_id)
-    response = respond(request, found.body, found.etag, found.state, vary_auth=vary_auth)
+    response = respond(request, found.body, found.etag, found.state)
     if found.refresh is not None:
         # The WSGI server calls close() after the last byte; Django runs these closers before
         # request_finished returns the database connection to the pool.
@@ -496,10 +514,10 @@ def cached_response(
     return response
 
 
-def uncached_response(request: HttpRequest, data: Any, *, vary_auth: bool = False) -> HttpResponse:
-    """The same headers (ETag, 304) for a payload that is deliberately not cached."""
+def uncached_response(request: HttpRequest, data: Any) -> HttpResponse:
+    """The same headers (ETag, 304, caching) for a payload that is deliberately not cached."""
     body = render(data)
-    return respond(request, body, etag_for(body), "miss", vary_auth=vary_auth)
+    return respond(request, body, etag_for(body), "miss")
 
 
 def request_parts(request) -> tuple:

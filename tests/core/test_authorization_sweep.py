@@ -486,6 +486,35 @@ def test_public_read_of_someone_elses_object_shows_no_private_field(world, name,
     assert diff(before, snapshot(ignore=VIEW_COUNT)) == {}
 
 
+# README "Edge caching": of the id routes, only these answer an anonymous GET with a body a
+# shared cache (nginx, a CDN) may keep; every other answer, and every answer to a signed-in
+# caller, is private. tests/core/test_cache_headers.py covers the routes without an id.
+EDGE_CACHEABLE = {"bounty-detail", "profile-detail", "profile-stats"}
+RIGHTFUL = "rightful"
+GET_CALLERS = [(n, c) for n, m in API_ID_PAIRS if m == "GET" for c in (*CALLERS, RIGHTFUL)]
+
+
+@pytest.mark.parametrize(("name", "caller"), GET_CALLERS, ids=_ids(GET_CALLERS))
+def test_only_anonymous_cached_reads_are_public(world, name, caller):
+    if caller == RIGHTFUL:
+        client = client_for(world.role(case_for(name).rightful.get("GET", "owner")))
+    else:
+        client = caller_client(caller, world)
+
+    response = send(client, "GET", url_for(name, world))
+
+    cache_control = response["Cache-Control"]
+    if caller == ANONYMOUS and name in EDGE_CACHEABLE:
+        assert response.status_code == 200
+        assert cache_control.startswith("public, ") and "s-maxage=" in cache_control
+        assert "Authorization" in response["Vary"]
+    else:
+        assert cache_control in {"private, no-cache", "private, no-store"}, (
+            response.status_code,
+            cache_control,
+        )
+
+
 @pytest.mark.parametrize(("name", "method"), SIGNED_IN_WRITES, ids=_ids(SIGNED_IN_WRITES))
 def test_write_open_to_signed_in_users_adds_only_the_callers_own_rows(world, name, method):
     case = case_for(name)

@@ -36,7 +36,8 @@ def test_miss_then_hit_with_the_same_body_and_etag(anonymous, bounty, name, djan
     assert hit["X-Cache"] == "hit"
     assert hit.content == miss.content
     assert hit["ETag"] == miss["ETag"]
-    assert hit["Cache-Control"] == "no-cache"
+    # Shared caches may keep an anonymous read briefly (tests/core/test_cache_headers.py pins it).
+    assert hit["Cache-Control"] == miss["Cache-Control"] and hit["Cache-Control"].startswith("public, ")
 
 
 def test_public_data_is_one_entry_for_everyone(bounty):

@@ -2,7 +2,9 @@
 nginx in front, with deploy/nginx.conf rendered for them (deploy/render_nginx.py, as `make
 scale-demo` does). Requests spread over both; rate limits and cache invalidation hold across
 them (both read Redis); an instance killed mid-run loses no GET (nginx passes it to the other)
-and a write retried with its Idempotency-Key is applied once.
+and a write retried with its Idempotency-Key is applied once. The reads here carry a token, as
+nginx would answer anonymous public reads from its micro-cache without asking an instance
+(tests/deploy/test_edge_cache.py).
 
 nginx comes from Debian's nginx-light, which `make test` installs (as root); without it these
 tests fail, they never skip."""
@@ -103,11 +105,15 @@ def test_requests_spread_over_both_instances_and_page_links_lead_back_through_ng
     owner = funded_user("100.00")
     for n in range(6):
         paid_bounty(owner, amount="1.00", title=f"Spread job {n}")
+    reader = bearer(funded_user("0.00"))
     with two_instances_behind_nginx(tmp_path, RATELIMIT_ENABLE="0") as (url, first, second):
-        pages = [requests.get(f"{url}/api/bounties", params={"limit": 5}, timeout=10) for _ in range(40)]
+        pages = [
+            requests.get(f"{url}/api/bounties", params={"limit": 5}, headers=reader, timeout=10)
+            for _ in range(40)
+        ]
         statuses = [page.status_code for page in pages]
         counts = served(first, "/api/bounties"), served(second, "/api/bounties")
-        following = requests.get(pages[0].json()["next"], timeout=10)
+        following = requests.get(pages[0].json()["next"], headers=reader, timeout=10)
 
     assert statuses == [200] * 40
     assert sum(counts) == 40 and min(counts) >= 5, counts
@@ -118,17 +124,22 @@ def test_requests_spread_over_both_instances_and_page_links_lead_back_through_ng
 
 def test_rate_limits_and_cache_invalidation_hold_across_instances(tmp_path):
     owner = funded_user("1000.00")
+    reader = bearer(funded_user("0.00"))  # not the author: no read-your-writes mark helps
+
+    def page():
+        return requests.get(f"{url}/api/bounties", params={"limit": 3}, headers=reader, timeout=10)
+
     with two_instances_behind_nginx(tmp_path, RATELIMIT_LIST="10/m") as (url, first, second):
-        pages = [requests.get(f"{url}/api/bounties", params={"limit": 3}, timeout=10) for _ in range(4)]
+        pages = [page() for _ in range(4)]
         body = bounty_data(amount="5.00")
         created = requests.post(f"{url}/api/bounties", json=body, headers=bearer(owner), timeout=10)
-        after = [requests.get(f"{url}/api/bounties", params={"limit": 3}, timeout=10) for _ in range(4)]
-        limited = [requests.get(f"{url}/api/bounties", params={"limit": 3}, timeout=10) for _ in range(4)]
+        after = [page() for _ in range(4)]
+        limited = [page() for _ in range(4)]
         both_served = served(first, "/api/bounties") > 0 and served(second, "/api/bounties") > 0
 
     assert both_served
     assert created.status_code == 201
-    # One list bucket for the client across both instances: 10 pages a minute, then 429.
+    # One list bucket for the reader across both instances: 10 pages a minute, then 429.
     assert [page.status_code for page in pages + after] == [200] * 8
     assert [page.status_code for page in limited] == [200, 200, 429, 429]
     # Whichever instance answers, the page after the post shows it (one generation in Redis).
@@ -144,7 +155,9 @@ def test_an_instance_killed_mid_run_loses_no_read_and_applies_no_write_twice(tmp
         for n in range(30):
             if n == 10:
                 kill_instance(first)
-            page = requests.get(f"{url}/api/bounties", params={"limit": 1 + n % 7}, timeout=10)
+            page = requests.get(
+                f"{url}/api/bounties", params={"limit": 1 + n % 7}, headers=headers, timeout=10
+            )
             reads.append(page.status_code)
             if n % 3 == 0:
                 key = str(uuid.uuid4())
