@@ -34,15 +34,21 @@ services: deps ## start the project-local PostgreSQL and Redis (unless DATABASE_
 migrate: services ## apply database migrations
 	@$(MANAGE) migrate --noinput -v0
 
-run: migrate ## bootstrap, migrate, load the demo data and serve on http://127.0.0.1:8000
+# collectstatic (whitenoise compresses every file: about 40 s) only when a static file or the
+# installed packages changed; the stamp lives in STATIC_ROOT, so deleting it collects again.
+STATIC_STAMP := .local/static/.collected
+$(VENV)/.requirements.sha256: ;
+$(STATIC_STAMP): $(VENV)/.requirements.sha256 $(wildcard */static/*/*)
 	@$(MANAGE) collectstatic --noinput -v0
+	@touch $@
+
+run: migrate $(STATIC_STAMP) ## bootstrap, migrate, load the demo data and serve on http://127.0.0.1:8000
 	@$(MANAGE) load_demo
 	@$(MANAGE) warm_cache -v0
 	@echo "Serving on http://$${BIND:-127.0.0.1:8000}  (docs: /api/docs, admin: /admin/, ready: /readyz). Ctrl-C stops; make stop stops the databases."
 	@exec $(VENV)/bin/gunicorn -c deploy/gunicorn.conf.py bountyexpo.wsgi
 
-scale-demo: migrate nginx ## two gunicorn instances (8001, 8002) behind nginx on http://127.0.0.1:8080
-	@$(MANAGE) collectstatic --noinput -v0
+scale-demo: migrate nginx $(STATIC_STAMP) ## two gunicorn instances (8001, 8002) behind nginx on http://127.0.0.1:8080
 	@$(MANAGE) load_demo
 	@exec deploy/scale_demo.sh
 

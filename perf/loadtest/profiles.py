@@ -109,7 +109,9 @@ PROFILES: dict[str, Profile] = {
     for profile in [
         Profile(
             "baseline",
-            "10 users: list open bounties, then the detail of the first, with 1-3 s think time.",
+            "10 users, 1-3 s think time: 7 anonymous ones list open bounties, then read the first's "
+            "detail; 3 signed-in ones also read their wallet, applications and messages, apply, "
+            "write and deposit.",
             (Stage(60, 10, 2),),
             (1.0, 3.0),
             {"BaselineUser": 7, "MemberUser": 3},

@@ -370,13 +370,37 @@ COMPARED = [
     ("Server CPU avg %", lambda r: _avg(r["resources"], "server_cpu_percent"), "{:.0f}"),
     ("PostgreSQL CPU avg %", lambda r: _avg(r["resources"], "database_cpu_percent"), "{:.0f}"),
     ("Server RSS max MB", lambda r: (r["resources"]["server_rss_mb"] or {}).get("max", 0.0), "{:.0f}"),
-    ("Redis keyspace hit ratio %", lambda r: (r["redis"]["hit_ratio"] or 0) * 100, "{:.1f}"),
+    ("Redis keyspace hit ratio %", lambda r: _percent(r["redis"].get("hit_ratio")), "{:.1f}"),
     (
         "Response cache hit ratio %",
-        lambda r: (r.get("response_cache", {}).get("hit_ratio") or 0) * 100,
+        lambda r: _percent((r.get("response_cache") or {}).get("hit_ratio")),
         "{:.1f}",
     ),
 ]
+
+
+def _percent(ratio: float | None) -> float | None:
+    """A ratio as a percentage; None (not measured in that run) stays None."""
+    return None if ratio is None else ratio * 100
+
+
+def _change(old: float | None, new: float | None, shown: str) -> str:
+    """The relative change as people read it: from the rounded figures the table shows, "-"
+    when either is missing or the old one shows as zero, "0 %" rather than "-0 %"."""
+    if old is None or new is None:
+        return "-"
+    old_shown, new_shown = (
+        float(shown.format(old).replace(",", "")),
+        float(shown.format(new).replace(",", "")),
+    )
+    if old_shown == 0:
+        return "-"
+    change = round((new_shown - old_shown) / old_shown * 100)
+    return f"{change:+d} %" if change else "0 %"
+
+
+def _shown(value: float | None, shown: str) -> str:
+    return "n/a" if value is None else shown.format(value)
 
 
 def _response_cache_lines(cache: dict | None) -> list[str]:
@@ -424,25 +448,21 @@ def render_comparison(before: dict, after: dict, before_id: int | str, after_id:
     ]
     for label, value, shown in COMPARED:
         old, new = value(before), value(after)
-        change = f"{(new - old) / old * 100:+.0f} %" if old else "-"
-        lines.append(f"| {label} | {shown.format(old)} | {shown.format(new)} | {change} |")
+        lines.append(
+            f"| {label} | {_shown(old, shown)} | {_shown(new, shown)} | {_change(old, new, shown)} |"
+        )
     if before.get("churn") or after.get("churn"):
         for label, value, shown in CHURN_COMPARED:
             old, new = (value(r["churn"]) if r.get("churn") else None for r in (before, after))
-            change = f"{(new - old) / old * 100:+.0f} %" if old and new is not None else "-"
             lines.append(
                 f"| {label} | {'-' if old is None else shown.format(old)} "
-                f"| {'-' if new is None else shown.format(new)} | {change} |"
+                f"| {'-' if new is None else shown.format(new)} | {_change(old, new, shown)} |"
             )
     old_endpoints = {e["name"]: e for e in before["stats"]["endpoints"]}
     for endpoint in after["stats"]["endpoints"]:
         old = old_endpoints.get(endpoint["name"])
         if old:
-            change = (
-                f"{(endpoint['p95_ms'] - old['p95_ms']) / old['p95_ms'] * 100:+.0f} %"
-                if old["p95_ms"]
-                else "-"
-            )
+            change = _change(old["p95_ms"], endpoint["p95_ms"], "{:.0f}")
             lines.append(
                 f"| p95 {endpoint['name']} | {old['p95_ms']:.0f} | {endpoint['p95_ms']:.0f} | {change} |"
             )

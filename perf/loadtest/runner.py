@@ -306,7 +306,7 @@ def _store(launch: _Launch, observed: _Observed, stats: RunStats, result: dict) 
         before = compare_with.pk
         if before is None:
             before = Path(compare_with.report_path).parent.name
-        comparison = render_comparison(compare_with.data, result, before, run.pk)
+        comparison = render_comparison(compare_with.data, result, before, f"{run.pk} ({workdir.name})")
         (workdir / f"compare-{before}.md").write_text(comparison)
         run.data["comparison"] = comparison
         run.save(update_fields=["data"])

@@ -214,3 +214,22 @@ def test_a_saturated_machine_is_named_with_each_consumer():
     assert "| PostgreSQL CPU | 38 % | 45 % |" in markdown
     assert "| Server CPU | 55 % | 70 % |" in markdown
     assert "| Load generator CPU | 5 % | 6 % |" in markdown
+
+
+def test_comparison_reads_as_people_read_the_rounded_figures():
+    before = json.loads((DATA / "baseline_report.json").read_text())
+    after = json.loads(json.dumps(before))
+    before.pop("response_cache", None)  # a run from before the response-cache section
+    after["response_cache"] = {"hit_ratio": 0.993, "by_prefix": {}}
+    before["resources"]["database_cpu_percent"] = {"avg": 0.37, "max": 1.0}
+    after["resources"]["database_cpu_percent"] = {"avg": 3.0, "max": 4.0}
+    after["stats"]["total"]["p99_ms"] = before["stats"]["total"]["p99_ms"] + 0.2
+
+    table = render_comparison(before, after, "20261127-001055-baseline", "3 (20261128-110030-baseline)")
+
+    assert "| Response cache hit ratio % | n/a | 99.3 | - |" in table
+    assert "| PostgreSQL CPU avg % | 0 | 3 | - |" in table  # not "+705 %" from a hidden 0.37
+    p99 = round(before["stats"]["total"]["p99_ms"])
+    assert f"| p99 ms | {p99} | {p99} | 0 % |" in table  # never "-0 %" or "+0 %"
+    assert table.startswith("# Comparison: run 20261127-001055-baseline (baseline")
+    assert "-> run 3 (20261128-110030-baseline) (baseline" in table
