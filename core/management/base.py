@@ -1,5 +1,6 @@
 """The base of the commands that read or write the app's tables (seed_data, load_demo,
-warm_cache, check_ledger, purge_idempotency_keys, perf_snapshot, loadtest).
+warm_cache, check_ledger, purge_idempotency_keys, perf_snapshot; loadtest checks after its options
+and its server, as a load test against a server that is down should say that first).
 
 On a database that is unreachable or not migrated yet they stop with one line that says what to
 do, instead of a ProgrammingError traceback from their first query."""

@@ -487,6 +487,17 @@ def comparison_rows(before: dict, after: dict) -> list[dict[str, str]]:
     for label, value, fallback in COMPARED:
         old, new = value(before), value(after)
         shown, better = SHOWN.get(label, (fallback.format, None))
+        if old is None or new is None:  # a run that did not measure it (an older report)
+            rows.append(
+                {
+                    "label": label,
+                    "before": "n/a" if old is None else shown(old),
+                    "after": "n/a" if new is None else shown(new),
+                    "change": "-",
+                    "trend": "",
+                }
+            )
+            continue
         rows.append(
             {
                 "label": label,

@@ -24,6 +24,7 @@ from django.db import connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from core.management.base import require_migrated_database
 from perf.loadtest import churn as churning
 from perf.loadtest import sampler as resources
 from perf.loadtest.profiles import Profile
@@ -163,6 +164,7 @@ def _prepare(request: RunRequest) -> _Launch:
     the counters the run's figures are deltas of."""
     host = request.host.rstrip("/")
     preflight(host)
+    require_migrated_database()  # the run is stored as a LoadTestRun
     profile = request.profile
     if TOKEN_USERS & {*profile.users_mix, *profile.fixed_users} and not request.tokens_file.exists():
         raise LoadTestError(

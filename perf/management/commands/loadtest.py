@@ -4,9 +4,9 @@ import math
 import sys
 from pathlib import Path
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 
-from core.management.base import DatabaseCommand
+from core.management.base import require_migrated_database
 from perf.loadtest.profiles import PROFILES
 from perf.loadtest.runner import LoadTestError, RunRequest, default_report_dir, run_loadtest
 from perf.loadtest.seed import TOKENS_FILE
@@ -14,7 +14,7 @@ from perf.loadtest.stored import StoredRunError, stored_run
 from perf.models import LoadTestRun
 
 
-class Command(DatabaseCommand):
+class Command(BaseCommand):
     help = (
         "Run a locust load test against a running server and write a report in the guide's form. "
         f"Profiles: {', '.join(PROFILES)}. Exits non-zero when a threshold fails."
@@ -96,6 +96,10 @@ class Command(DatabaseCommand):
             profile = profile.with_writes(self._writes_per_second(options["writes_per_second"]))
         elif options["writes_per_second"] is not None or options["baseline"] is not None:
             raise CommandError("--writes-per-second and --baseline are for the churn profile only.")
+        # Each mistake is one line: the options first, then (run_loadtest) the server and the
+        # database; a run named by id needs the database already.
+        if options["baseline"] is not None or (options["compare"] or "").isdigit():
+            require_migrated_database()
         baseline = None
         if options["baseline"] is not None:
             baseline = LoadTestRun.objects.filter(pk=options["baseline"]).first()

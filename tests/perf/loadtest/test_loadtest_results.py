@@ -233,3 +233,17 @@ def test_comparison_reads_as_people_read_the_rounded_figures():
     assert f"| p99 ms | {p99} | {p99} | 0 % |" in table  # never "-0 %" or "+0 %"
     assert table.startswith("# Comparison: run 20261127-001055-baseline (baseline")
     assert "-> run 3 (20261128-110030-baseline) (baseline" in table
+
+
+def test_the_admin_compare_page_shows_n_a_for_what_a_run_did_not_measure():
+    from perf.loadtest.pages import comparison_rows
+
+    before = json.loads((DATA / "baseline_report.json").read_text())
+    after = json.loads(json.dumps(before))
+    before.pop("response_cache", None)
+    after["response_cache"] = {"hit_ratio": 0.993, "by_prefix": {}}
+
+    rows = {row["label"]: row for row in comparison_rows(before, after)}
+
+    cache = rows["Response cache hit ratio %"]
+    assert (cache["before"], cache["after"], cache["change"], cache["trend"]) == ("n/a", "99.30", "-", "")
