@@ -57,7 +57,8 @@ def fine_ms(value: float | None) -> str:
 
 
 def change(old: float, new: float) -> str:
-    """Relative change, whole percent, as render_comparison writes it; "from 0" has no ratio."""
+    """Relative change, whole percent, of the raw figures (the page shows them with more digits
+    than report.py's table, whose _change works from its rounded figures); "from 0" has no ratio."""
     if not old:
         return "from 0" if new else "-"
     return f"{(new - old) / old * 100:+.0f} %"
