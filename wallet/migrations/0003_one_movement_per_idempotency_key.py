@@ -2,19 +2,54 @@
 
 from django.conf import settings
 from django.db import migrations, models
+from django.db.models import Count
+
+KEY_LENGTH = 255
+
+
+def renamed_key(key: str, pk: int) -> str:
+    """A reused key's new, unique form: the key, then the row's id (the key cut to fit)."""
+    suffix = f"~reused-by-{pk}"
+    return key[: KEY_LENGTH - len(suffix)] + suffix
+
+
+def rename_reused_keys(apps, schema_editor):
+    """Before the constraint: a ledger that already applied one key twice (a client retried
+    after purge_idempotency_keys dropped the stored response, which this migration's constraint
+    now refuses) keeps the key on the first movement and renames it on the later ones, so the
+    constraint can be added. No movement or amount changes, and a renamed key still starts with
+    the client's. The oldest movement (lowest id) keeps the key."""
+    transaction = apps.get_model("wallet", "WalletTransaction")
+    reused = (
+        transaction.objects.exclude(idempotency_key="")
+        .values("user_id", "idempotency_key")
+        .annotate(movements=Count("id"))
+        .filter(movements__gt=1)
+    )
+    for group in reused.iterator():
+        later = transaction.objects.filter(
+            user_id=group["user_id"], idempotency_key=group["idempotency_key"]
+        ).order_by("id")[1:]
+        for row in later:
+            row.idempotency_key = renamed_key(row.idempotency_key, row.pk)
+            row.save(update_fields=["idempotency_key"])
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('bounties', '0001_initial'),
-        ('wallet', '0002_ledger_check_run'),
+        ("bounties", "0001_initial"),
+        ("wallet", "0002_ledger_check_run"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
+        migrations.RunPython(rename_reused_keys, migrations.RunPython.noop, elidable=True),
         migrations.AddConstraint(
-            model_name='wallettransaction',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key', ''), _negated=True), fields=('user', 'idempotency_key'), name='wallettx_one_movement_per_key'),
+            model_name="wallettransaction",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key", ""), _negated=True),
+                fields=("user", "idempotency_key"),
+                name="wallettx_one_movement_per_key",
+            ),
         ),
     ]
