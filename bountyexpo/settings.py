@@ -306,6 +306,9 @@ CACHE_TTL_BOUNTY_LIST = env_int("CACHE_TTL_BOUNTY_LIST", 60, minimum=0)
 CACHE_TTL_SEARCH = env_int("CACHE_TTL_SEARCH", 120, minimum=0)
 CACHE_TTL_PROFILE = env_int("CACHE_TTL_PROFILE", 300, minimum=0)
 CACHE_TTL_USER_STATS = env_int("CACHE_TTL_USER_STATS", 300, minimum=0)
+# A user's own conversation pages (messaging/caching.py): every change moves the user's counter,
+# so the TTL only bounds how long an unread page keeps its memory.
+CACHE_TTL_CONVERSATIONS = env_int("CACHE_TTL_CONVERSATIONS", 300, minimum=0)
 # After expiry an entry is served (X-Cache: stale) this much longer while one request
 # recomputes it.
 CACHE_STALE_SECONDS = env_int("CACHE_STALE_SECONDS", 30, minimum=0)

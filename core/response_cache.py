@@ -101,13 +101,16 @@ class CachedKind:
 
     ``name`` is the key prefix (and the metrics label), ``ttl_setting`` the settings name of
     its TTL in seconds (0 turns caching off), ``serializer`` the serializer whose fields make
-    the payload (part of the key's version), ``family`` set for kinds invalidated as a whole.
+    the payload (part of the key's version), ``family`` set for kinds invalidated as a whole,
+    ``scope_parts`` set when only the first that many of an entry's parts name its counter
+    (a user's pages of every query share the user's).
     """
 
     name: str
     ttl_setting: str
     serializer: type | None = None
     family: str | None = None
+    scope_parts: int | None = None
 
     def __post_init__(self) -> None:
         # Each kind's counters exist from process start (at 0), so rate alerts see data.
@@ -136,7 +139,7 @@ class CachedKind:
         """The generation counter guarding the entry for ``parts``."""
         if self.family is not None:
             return make_key("gen", self.family)
-        return make_key("gen", self.name, *parts)
+        return make_key("gen", self.name, *parts[: self.scope_parts])
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """Writes of conversations and messages; each one transaction.
 
-Caches: conversations and messages are per user and never cached, so nothing here invalidates.
+Caches: each user's conversation list is cached (messaging/caching.py). Rows saved one by one
+invalidate it through signals; the bulk_create and .update() calls here (which send none) name
+whose pages they changed.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from messaging.caching import conversations_changed, pages_changed
 from messaging.errors import NoOtherParticipant
 from messaging.models import PREVIEW_LENGTH, Conversation, Message, Participant
 
@@ -21,6 +24,7 @@ def _with_participants(conversation: Conversation, user_ids: set[int]) -> Conver
     Participant.objects.bulk_create(
         [Participant(conversation=conversation, user_id=uid) for uid in sorted(user_ids)]
     )
+    conversations_changed([conversation.pk])
     return conversation
 
 
@@ -69,6 +73,7 @@ def message_send(*, conversation_id: int, sender_id: int, text: str) -> Message:
     Participant.objects.filter(conversation=conversation, user_id=sender_id).update(
         last_read_at=message.created_at
     )
+    # The Message's own signal already moved every participant's pages, on the same commit.
     return message
 
 
@@ -78,3 +83,4 @@ def conversation_mark_read(*, conversation_id: int, user_id: int) -> None:
     Participant.objects.filter(conversation_id=conversation_id, user_id=user_id).update(
         last_read_at=timezone.now()
     )
+    pages_changed([user_id])

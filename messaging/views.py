@@ -6,9 +6,11 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from core import response_cache
 from core.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from core.pagination import CursorPagination
 from messaging import selectors, services
+from messaging.caching import CONVERSATION_LIST
 from messaging.serializers import (
     ConversationCreateSerializer,
     ConversationSerializer,
@@ -30,6 +32,17 @@ class ConversationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self):
         return selectors.conversations_of(user_id=self.request.user.pk)
+
+    def list(self, request, *args, **kwargs):
+        """Cached per user and query (CACHE_TTL_CONVERSATIONS); anything that changes a page moves
+        the user's counter first (messaging/caching.py). X-Cache tells hit or miss."""
+
+        def compute() -> dict:
+            page = self.paginate_queryset(self.get_queryset())
+            return self.get_paginated_response(self.get_serializer(page, many=True).data).data
+
+        parts = (request.user.pk, *response_cache.request_parts(request))
+        return response_cache.cached_response(request, CONVERSATION_LIST, parts, compute)
 
     def _conversation_id(self, pk) -> int:
         return get_object_or_404(selectors.conversation_for(user_id=self.request.user.pk), pk=pk).pk

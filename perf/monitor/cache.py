@@ -341,10 +341,11 @@ def invalidation_targets() -> list[Target]:
     # action, which calls the response cache on their behalf.
     from accounts import caching as accounts_caching
     from bounties import caching as bounties_caching
+    from messaging import caching as messaging_caching
 
     kinds = [
         value
-        for module in (bounties_caching, accounts_caching)
+        for module in (bounties_caching, accounts_caching, messaging_caching)
         for value in vars(module).values()
         if isinstance(value, CachedKind)
     ]

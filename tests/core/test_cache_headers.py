@@ -33,6 +33,7 @@ ROUTES_WITHOUT_ID = {
     "docs": "/api/docs",
 }
 EDGE_CACHEABLE = {"bounty-list", "bounty-search"}
+CACHED_PER_USER = {"conversation-list"}  # cached in Redis for its user only: never shared
 
 
 def public_header() -> str:
@@ -69,6 +70,11 @@ def test_get_without_an_id_as_anonymous_and_signed_in(name, bounty):
         assert anonymous["Cache-Control"] == public_header()
         assert signed_in["Cache-Control"] == PRIVATE_COPY
         assert "Authorization" in vary(anonymous) and "Authorization" in vary(signed_in)
+    elif name in CACHED_PER_USER:
+        assert anonymous.status_code == 401
+        assert anonymous["Cache-Control"] == NEVER_STORED
+        assert signed_in["Cache-Control"] == PRIVATE_COPY
+        assert "Authorization" in vary(signed_in)
     else:
         assert signed_in["Cache-Control"] == NEVER_STORED
         assert anonymous["Cache-Control"] == NEVER_STORED  # 401 or, for the schema, 200

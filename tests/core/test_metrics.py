@@ -158,7 +158,7 @@ def test_every_alerting_label_combination_exists_at_zero_before_any_event():
     def zeros(name: str, label: str) -> dict[str, float]:
         return {sample.labels[label]: sample.value for sample in samples(families, name, "_total")}
 
-    prefixes = {"bounty-list", "bounty-detail", "bounty-search", "profile", "user-stats"}
+    prefixes = {"bounty-list", "bounty-detail", "bounty-search", "profile", "user-stats", "conversation-list"}
     for name in ("cache_hits", "cache_misses", "cache_stale", "cache_errors"):
         assert {prefix: zeros(name, "cache_key_prefix").get(prefix) for prefix in prefixes} == dict.fromkeys(
             prefixes, 0.0
