@@ -153,11 +153,9 @@ def test_a_changed_serializer_reads_new_keys():
     assert before.key(1).startswith("resp:v1:bounty-detail:")
 
 
-@pytest.mark.parametrize(
-    "url",
-    ["/api/me", "/api/wallet", "/api/wallet/transactions", "/api/requests", "/api/conversations"],
-)
+@pytest.mark.parametrize("url", ["/api/me", "/api/wallet", "/api/wallet/transactions", "/api/requests"])
 def test_per_user_endpoints_are_never_cached(url):
+    """Except the conversation list, cached for its user alone (tests/messaging/test_caching.py)."""
     client = client_for(funded_user("10.00"))
     first, second = client.get(url), client.get(url)
     assert first.status_code == second.status_code == 200
