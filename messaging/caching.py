@@ -20,6 +20,7 @@ signals) call :func:`conversations_changed` or :func:`pages_changed` themselves
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 from django.conf import settings
@@ -56,9 +57,32 @@ def conversations_changed(conversation_ids: Iterable[int], also: Iterable[int] =
 
 
 @receiver(post_save, sender=Message, dispatch_uid="conversation-list-message-save")
-@receiver(post_delete, sender=Message, dispatch_uid="conversation-list-message-delete")
-def _message_changed(sender, instance: Message, **kwargs) -> None:
+def _message_saved(sender, instance: Message, **kwargs) -> None:
     conversations_changed([instance.conversation_id])
+
+
+_deletion = threading.local()
+
+
+def _first_in_this_deletion(origin, conversation_id: int) -> bool:
+    """Whether the deletion started by ``origin`` (a model instance or a queryset) has not named
+    this conversation yet: Django sends post_delete once per row, one after another in this
+    thread, and deleting a thousand messages of one conversation looks its members up once.
+    The origin is held (and compared by identity) until the next deletion in this thread."""
+    if getattr(_deletion, "origin", None) is not origin:
+        _deletion.origin, _deletion.seen = origin, set()
+    if conversation_id in _deletion.seen:
+        return False
+    _deletion.seen.add(conversation_id)
+    return True
+
+
+@receiver(post_delete, sender=Message, dispatch_uid="conversation-list-message-delete")
+def _message_deleted(sender, instance: Message, origin=None, **kwargs) -> None:
+    if isinstance(origin, Conversation) or getattr(origin, "model", None) is Conversation:
+        return  # the conversation goes too: its participants' own signals move their pages
+    if _first_in_this_deletion(origin, instance.conversation_id):
+        conversations_changed([instance.conversation_id])
 
 
 @receiver(post_save, sender=Conversation, dispatch_uid="conversation-list-conversation-save")

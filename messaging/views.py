@@ -35,7 +35,7 @@ class ConversationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def list(self, request, *args, **kwargs):
         """Cached per user and query (CACHE_TTL_CONVERSATIONS); anything that changes a page moves
-        the user's counter first (messaging/caching.py). X-Cache tells hit or miss."""
+        the user's counter first (messaging/caching.py). X-Cache tells hit, stale or miss."""
 
         def compute() -> dict:
             page = self.paginate_queryset(self.get_queryset())

@@ -198,3 +198,37 @@ def test_with_the_cache_off_every_read_is_computed(settings, clients, chat):
     settings.CACHE_TTL_CONVERSATIONS = 0
 
     assert [page(clients["ann"])["X-Cache"] for _ in range(2)] == ["miss", "miss"]
+
+
+def participant_lookups(queries) -> int:
+    """The invalidation's own queries: a conversation's members by user id."""
+    lookup = 'SELECT "messaging_participant"."user_id" AS "user_id" FROM'
+    return sum(q["sql"].startswith(lookup) for q in queries.captured_queries)
+
+
+def test_deleting_many_messages_looks_their_conversations_members_up_once(clients, chat, committed):
+    with committed():
+        for n in range(20):
+            send(clients["ann"], chat["ann-cat"], f"note {n}")
+    read_all(clients)
+
+    with committed(), CaptureQueriesContext(connection) as queries:
+        Message.objects.filter(conversation_id__in=[chat["ann-cat"], chat["ann-ben"]]).delete()
+
+    assert participant_lookups(queries) == 2  # one per conversation, not one per message
+    assert cache_states(clients) == {"ann": "miss", "ben": "miss", "cat": "miss"}
+    assert rows(clients["cat"])[chat["ann-cat"]]["unread_count"] == 0
+
+
+def test_deleting_a_conversation_does_not_look_its_members_up_per_message(clients, chat, committed):
+    with committed():
+        for n in range(20):
+            send(clients["ann"], chat["ann-cat"], f"note {n}")
+    read_all(clients)
+
+    with committed(), CaptureQueriesContext(connection) as queries:
+        Conversation.objects.get(pk=chat["ann-cat"]).delete()
+
+    assert participant_lookups(queries) == 2  # one per member (their own signals), none per message
+    assert cache_states(clients) == {"ann": "miss", "ben": "hit", "cat": "miss"}
+    assert rows(clients["cat"]) == {}
