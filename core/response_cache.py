@@ -340,10 +340,11 @@ def fetch(
         refresh = _refresher(kind, compute, key, scope, generation, started, lock) if acquired else None
         return Lookup("stale", entry.body, entry.etag, refresh)
     if not acquired:
-        waited = _wait_for(cache, kind, key, generation)
+        waited = _wait_for(cache, kind, key, generation, found.get(mark) if mark else None)
         if waited is not None:
-            metrics.CACHE_HITS.labels(kind.name).inc()
-            return Lookup("hit", waited.body, waited.etag)
+            state = "hit" if waited.generation >= generation else "stale"
+            count_answer(kind, state)
+            return Lookup(state, waited.body, waited.etag)
         return _computed(kind, compute, store_as=(key, generation, started))
     try:
         return _computed(kind, compute, store_as=(key, generation, started))
@@ -427,8 +428,13 @@ def _refresher(
     return refresh
 
 
-def _wait_for(cache, kind: CachedKind, key: str, generation: int) -> Entry | None:
-    """Poll for the entry another request is computing, up to CACHE_LOCK_WAIT_SECONDS."""
+def _wait_for(cache, kind: CachedKind, key: str, generation: int, mark: int | None) -> Entry | None:
+    """Poll for the entry another request is computing, up to CACHE_LOCK_WAIT_SECONDS: any fresh
+    entry this reader may be served. One computed under the counter this reader read (or a later
+    one) always; one under an earlier counter as the freshness contract allows (within the lag,
+    never behind the reader's own mark). Writes keep moving the counter while the lock holder
+    computes, so waiting for exactly this reader's value made it wait out the whole
+    CACHE_LOCK_WAIT_SECONDS under steady writes and then query PostgreSQL after all."""
     deadline = time.monotonic() + settings.CACHE_LOCK_WAIT_SECONDS
     while time.monotonic() < deadline:
         time.sleep(_WAIT_STEP)
@@ -436,7 +442,10 @@ def _wait_for(cache, kind: CachedKind, key: str, generation: int) -> Entry | Non
             entry = _redis("wait", kind.name, lambda: cache.get(key))
         except _Unavailable:
             return None
-        if entry is not None and entry.generation == generation and entry.fresh_until > time.time():
+        now = time.time()
+        if entry is None or entry.fresh_until <= now or (mark is not None and entry.generation < mark):
+            continue
+        if entry.generation >= generation or servable(entry, generation, mark, now) is not None:
             return entry
     return None
 

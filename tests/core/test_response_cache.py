@@ -97,6 +97,57 @@ def test_a_stampede_on_a_cold_key_waits_for_one_recompute(settings):
     assert len({result.body for result in results}) == 1
 
 
+def race_a_recompute_with_a_write(**waiter) -> tuple[response_cache.Lookup, float, SlowCompute]:
+    """A cold key: one request takes the lock and computes for 0.5 s; a write moves the counter
+    meanwhile (by user 7); then a second request (``waiter``: fetch's reader_id) reads the newer
+    counter, finds no entry and the lock taken. Returns its answer, how long it took and the
+    computation (counting its calls)."""
+    compute = SlowCompute(0.5)
+    holder = threading.Thread(target=lambda: fetch(KIND, ("cold",), compute))
+    holder.start()
+    time.sleep(0.1)  # the holder has the lock and is computing
+    response_cache.bump([KIND.scope()], authors=[7])
+    started = time.monotonic()
+    answer = fetch(KIND, ("cold",), compute, **waiter)
+    took = time.monotonic() - started
+    holder.join(timeout=10)
+    return answer, took, compute
+
+
+def test_a_waiter_takes_the_entry_computed_under_the_counter_before_a_write_within_the_lag(settings):
+    """Steady writes move the counter while the lock holder computes: the waiter is served the
+    holder's result as the freshness contract allows (stale, within the lag), at once, instead
+    of waiting out CACHE_LOCK_WAIT_SECONDS for an entry of its own counter and then computing."""
+    settings.CACHE_PUBLIC_LAG_SECONDS = 5
+    settings.CACHE_LOCK_WAIT_SECONDS = 3
+
+    answer, took, compute = race_a_recompute_with_a_write()
+
+    assert (answer.state, answer.body) == ("stale", b'{"computed":1}')
+    assert compute.calls == 1
+    assert took < 1.5  # the holder's 0.5 s, not the 3 s wait
+
+
+def test_the_writes_author_never_takes_an_entry_computed_before_their_write(settings):
+    settings.CACHE_PUBLIC_LAG_SECONDS = 5
+    settings.CACHE_LOCK_WAIT_SECONDS = 1
+
+    answer, _, compute = race_a_recompute_with_a_write(reader_id=7)
+
+    assert (answer.state, answer.body) == ("miss", b'{"computed":2}')  # computed after the write
+    assert compute.calls == 2
+
+
+def test_with_no_lag_a_waiter_never_takes_an_entry_behind_the_counter(settings):
+    settings.CACHE_PUBLIC_LAG_SECONDS = 0
+    settings.CACHE_LOCK_WAIT_SECONDS = 1
+
+    answer, _, compute = race_a_recompute_with_a_write()
+
+    assert (answer.state, answer.body) == ("miss", b'{"computed":2}')
+    assert compute.calls == 2
+
+
 def test_a_write_committed_while_a_reader_computes_is_not_hidden_by_the_readers_result():
     """The reader took the generation before computing; the write moved it on; the reader's
     (old) result is stored under the old generation and never served."""
