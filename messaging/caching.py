@@ -86,7 +86,9 @@ def _message_deleted(sender, instance: Message, origin=None, **kwargs) -> None:
 
 
 @receiver(post_save, sender=Conversation, dispatch_uid="conversation-list-conversation-save")
-def _conversation_saved(sender, instance: Conversation, **kwargs) -> None:
+def _conversation_saved(sender, instance: Conversation, created: bool, **kwargs) -> None:
+    if created:
+        return  # no members yet: whoever adds them names them (services._with_participants, signals)
     conversations_changed([instance.pk])
 
 

@@ -117,8 +117,10 @@ def test_marking_read_moves_the_readers_page_only(clients, chat, committed):
 
 def test_a_new_conversation_shows_in_both_lists(people, clients, chat, committed):
     read_all(clients)
-    with committed():
+    with committed(), CaptureQueriesContext(connection) as queries:
         created = open_conversation(clients["ben"], people["cat"]).json()["id"]
+
+    assert participant_lookups(queries) == 1  # once its members are in, not before
 
     assert cache_states(clients) == {"ann": "hit", "ben": "miss", "cat": "miss"}
     assert created in rows(clients["ben"]) and created in rows(clients["cat"])
