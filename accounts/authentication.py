@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework import HTTP_HEADER_ENCODING
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.selectors import user_for_token
@@ -12,7 +13,11 @@ KEYWORD = b"bearer"
 
 def bearer_token(request) -> str | None:
     """Return the raw token of a well-formed Bearer header, None when there is no such header."""
-    parts = get_authorization_header(request).split()
+    # DRF's get_authorization_header, read from META (the hit path's front has no .headers).
+    header = request.META.get("HTTP_AUTHORIZATION", b"")
+    if isinstance(header, str):
+        header = header.encode(HTTP_HEADER_ENCODING)
+    parts = header.split()
     if not parts or parts[0].lower() != KEYWORD:
         return None
     if len(parts) != 2:

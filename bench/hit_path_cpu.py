@@ -1,7 +1,8 @@
 """CPU time per cached request in-process, through the WSGI handler (no server, no network):
 the minimal Django app (bench/minimal/app.py), this API's cached bounty list and detail through
-the lean hit path (core/hit_path.py) and through the full stack (HIT_PATH_ENABLED=0), the list
-through bench/experiments/wsgi_front.py (an experiment), and /healthz. Rate limits on, every
+the hit path as served (bountyexpo.wsgi: its WSGI front, core/hit_front.py), through the hit
+path middleware alone (HIT_PATH_FRONT=0) and through the full stack (HIT_PATH_ENABLED=0), and
+/healthz. Rate limits on, every
 request its own client (X-Forwarded-For, TRUSTED_PROXY_COUNT=1), metrics on with their files on
 tmpfs; each configuration in a fresh process, ROUNDS times alternately, medians printed with the
 ratio to the minimal app. CPU time moves far less than wall time on a shared machine, and leaves
@@ -27,8 +28,9 @@ CASES = {
     "minimal Django app": ("minimal", "/api/bounties", ""),
     "cached list, hit path": ("1", "/api/bounties", "limit=20"),
     "cached list, full stack": ("0", "/api/bounties", "limit=20"),
-    "cached list, WSGI front experiment": ("front", "/api/bounties", "limit=20"),
+    "cached list, hit path middleware only": ("middleware", "/api/bounties", "limit=20"),
     "cached detail, hit path": ("1", "/api/bounties/{id}", ""),
+    "cached detail, hit path middleware only": ("middleware", "/api/bounties/{id}", ""),
     "cached detail, full stack": ("0", "/api/bounties/{id}", ""),
     "/healthz": ("1", "/healthz", ""),
 }
@@ -40,6 +42,7 @@ def child(hit_path: str, path: str, query: str, requests: int) -> None:
         from app import application
     else:
         os.environ["HIT_PATH_ENABLED"] = "0" if hit_path == "0" else "1"
+        os.environ["HIT_PATH_FRONT"] = "0" if hit_path == "middleware" else "1"
         os.environ["TRUSTED_PROXY_COUNT"] = "1"
         shm = Path("/dev/shm")  # noqa: S108 (tmpfs, as deploy/gunicorn.conf.py puts the metrics files)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(dir=shm if shm.is_dir() else None)
@@ -48,15 +51,10 @@ def child(hit_path: str, path: str, query: str, requests: int) -> None:
         import django
 
         django.setup()
-        from django.core.handlers.wsgi import WSGIHandler
-
         from bounties.models import Bounty
+        from bountyexpo.wsgi import application  # the hit path's WSGI front around Django's handler
 
         path = path.replace("{id}", str(Bounty.objects.order_by("-pk").values_list("pk", flat=True).first()))
-        application = WSGIHandler()
-        if hit_path == "front":  # bench/experiments/wsgi_front.py around the same handler
-            sys.path.insert(0, str(ROOT / "bench" / "experiments"))
-            from wsgi_front import application
 
     def environ_for(n: int) -> dict:  # every request its own client
         return wsgi_environ(

@@ -23,7 +23,7 @@ def view_of(frames: list[str]) -> str:
             name = rest[0]
             return f"DRF {name}" if name.startswith("APIView.") or ".initial" in name else name
         return "DRF dispatch"
-    if any(frame.startswith("HitPathMiddleware._short (") for frame in frames):
+    if any(frame.startswith(("HitPathMiddleware.attempt (", "HitFront._answer (")) for frame in frames):
         return "lean hit path"
     return "outside views (middleware, Django, gunicorn)"
 

@@ -120,6 +120,9 @@ if ALLOWED_CIDR_NETS:
     MIDDLEWARE = ["allow_cidr.middleware.AllowCIDRMiddleware", *MIDDLEWARE]
 
 HIT_PATH_ENABLED = env_bool("HIT_PATH_ENABLED", True)
+# The hit path's WSGI front (core/hit_front.py, bountyexpo/wsgi.py): cached GETs answered before
+# Django's handler and the middleware above the hit path. Off: the middleware answers them.
+HIT_PATH_FRONT = env_bool("HIT_PATH_FRONT", True)
 
 GZIP_MIN_BYTES = env_int("GZIP_MIN_BYTES", 1024, minimum=0)
 

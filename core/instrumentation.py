@@ -132,12 +132,6 @@ class PrometheusBeforeMiddleware(django_prometheus.PrometheusBeforeMiddleware):
 
     metrics_cls = _BeforeMetrics
 
-    def __init__(self, get_response):
-        super().__init__(get_response)
-        # (method, route, status class) -> the two children: ``labels()`` takes a lock and
-        # builds a key on every call, a dict lookup does not.
-        self.children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-
     def __call__(self, request: HttpRequest) -> HttpResponse:
         start = time.perf_counter()
         token = _current_request.set(request)
@@ -147,16 +141,36 @@ class PrometheusBeforeMiddleware(django_prometheus.PrometheusBeforeMiddleware):
             _current_request.reset(token)
         elapsed_ms = (time.perf_counter() - start) * 1000
         method, route, status = _method(request), route_of(request), response.status_code
-        key = (method, route, _STATUS_CLASSES.get(status // 100, "other"))
-        children = self.children.get(key)
-        if children is None:
-            children = (metrics.HTTP_REQUEST_DURATION.labels(*key), metrics.HTTP_REQUESTS.labels(*key))
-            self.children[key] = children
-        children[0].observe(elapsed_ms)
-        children[1].inc()
+        observe_request(method, route, status, elapsed_ms)
         if status >= 400:
             metrics.HTTP_REQUEST_ERRORS.labels(method, route, error_type(response)).inc()
         return response
+
+
+# (method, route, status class) -> the two children: ``labels()`` takes a lock and builds a key
+# on every call, a dict lookup does not.
+_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, route: str, status: int, elapsed_ms: float) -> None:
+    """The guide's duration and count of one request (its errors are the caller's)."""
+    key = (method, route, _STATUS_CLASSES.get(status // 100, "other"))
+    children = _children.get(key)
+    if children is None:
+        children = (metrics.HTTP_REQUEST_DURATION.labels(*key), metrics.HTTP_REQUESTS.labels(*key))
+        _children[key] = children
+    children[0].observe(elapsed_ms)
+    children[1].inc()
+
+
+def observe_front_request(method: str, route: str, status: int, seconds: float) -> None:
+    """What the middleware above counts for a request the WSGI front answered before Django
+    (core.hit_front): django-prometheus's before-middleware series and the guide's two."""
+    before = _BeforeMetrics.get_instance()
+    before.requests_total.inc()
+    before.responses_total.inc()
+    before.requests_latency_before.observe(seconds)
+    observe_request(method, route, status, seconds * 1000)
 
 
 _STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}

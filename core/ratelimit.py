@@ -17,6 +17,7 @@ request through without headers.
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,13 @@ from rest_framework.throttling import BaseThrottle
 from core import metrics
 
 PER_IP_TIERS = {"auth"}
+# An IPv4 address as ipaddress writes it back (no leading zeros): such a string is its own
+# canonical form, so the hit path need not parse it (about 15 us a request).
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+
+
+CLIENT_IP = "core.ratelimit.client_ip"  # settings.RATELIMIT_IP_META_KEY
 
 
 def client_ip(request) -> str:
@@ -50,13 +58,15 @@ def client_ip(request) -> str:
     if len(chain) < hops:
         return remote
     candidate = chain[-hops]
+    if _CANONICAL_IPV4.fullmatch(candidate):
+        return candidate
     try:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return remote
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one per request, and a frozen init costs a setattr per field
 class RateLimitState:
     tier: str
     limit: int
@@ -74,7 +84,7 @@ def tier_for(request, view) -> str:
     return "read" if request.method in SAFE_METHODS else "write"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen, as RateLimitState
 class PendingCount:
     """One request's count in a tier, taken in the lean hit path's round trip (core.hit_path,
     ``INCR`` then ``EXPIRE NX``): django-ratelimit's key, window and expiry, computed as
@@ -102,6 +112,17 @@ class PendingCount:
         return RateLimitState(self.tier, self.limit, remaining, max(1, usage["time_left"] + 1))
 
 
+def ip_bucket(request) -> str:
+    """django-ratelimit's "ip" key of this request (``_get_ip``: the client IP, masked), the
+    common case without its parsing: a canonical IPv4 address under the default /32 mask is
+    its own bucket."""
+    if settings.RATELIMIT_IP_META_KEY == CLIENT_IP and getattr(settings, "RATELIMIT_IPV4_MASK", 32) == 32:
+        ip = client_ip(request)
+        if _CANONICAL_IPV4.fullmatch(ip):
+            return ip
+    return _SIMPLE_KEYS["ip"](request)
+
+
 def _bucket_key(tier: str) -> str:
     return "ip" if tier in PER_IP_TIERS else "user_or_ip"
 
@@ -116,7 +137,7 @@ def pending_count(
     rate = settings.RATE_LIMITS[tier]
     limit, period = _split_rate(rate)
     per_user = user_id is not None and _bucket_key(tier) == "user_or_ip"
-    value = str(user_id) if per_user else _SIMPLE_KEYS["ip"](request)
+    value = str(user_id) if per_user else ip_bucket(request)
     window = _get_window(value, period)
     raw_key = _make_cache_key(f"tier-{tier}", window, rate, value, get_usage.ALL)
     return PendingCount(tier, value, limit, window, period + EXPIRATION_FUDGE, make_key(raw_key))

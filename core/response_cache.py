@@ -242,7 +242,11 @@ def render(data: Any) -> bytes:
 
 
 def _not_modified(request: HttpRequest, etag: str) -> bool:
-    header = request.headers.get("If-None-Match")
+    return not_modified(request.META.get("HTTP_IF_NONE_MATCH"), etag)
+
+
+def not_modified(header: str | None, etag: str) -> bool:
+    """True when an If-None-Match header names ``etag`` (or ``*``)."""
     if not header:
         return False
     tags = parse_etags(header)
@@ -378,7 +382,14 @@ def answer_as_is(entry: Entry | None, generation: int, now: float) -> str | None
 
 def count_answer(kind: CachedKind, state: str) -> None:
     """Count an answer from Redis ("hit" or "stale") in the kind's cache metrics."""
-    (metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE).labels(kind.name).inc()
+    child = _answer_children.get((kind.name, state))
+    if child is None:
+        child = (metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE).labels(kind.name)
+        _answer_children[(kind.name, state)] = child
+    child.inc()
+
+
+_answer_children: dict[tuple[str, str], Any] = {}  # (kind, state) -> its counter's child
 
 
 def _unlock(kind: CachedKind, lock) -> None:

@@ -35,6 +35,8 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 errorlog = "-"
 # The request id is the response header set by RequestIdMiddleware; %(M)s is milliseconds.
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
+# gunicorn's logger, building only the atoms that format names (the same lines, less CPU).
+logger_class = "bountyexpo.access_log.AccessLogger"
 
 # Prometheus multiprocess mode: each worker writes its counters to memory-mapped files here and
 # /metrics sums them. One folder per checkout and bind address, emptied when this server starts.

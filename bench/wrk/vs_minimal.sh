@@ -5,8 +5,9 @@
 # taking turns for ROUNDS rounds. Prints each round, the medians and the ratios to the minimal app.
 # The API runs with its rate limits on and TRUSTED_PROXY_COUNT=1 (every request its own client,
 # distinct_clients.lua), on DATABASE_URL / REDIS_URL or .local/env; warm_cache first.
-# Both servers write gunicorn's access log (to /dev/null, in deploy/gunicorn.conf.py's format):
-# formatting a line is server work either app pays; MINIMAL_ACCESSLOG=0 spares the minimal app.
+# Both servers write gunicorn's access log (to /dev/null, in deploy/gunicorn.conf.py's format, with
+# its logger class): formatting a line is server work either app pays; MINIMAL_ACCESSLOG=0 spares
+# the minimal app.
 #   bench/wrk/vs_minimal.sh     (ROUNDS=5 DURATION=5s CONNECTIONS=50 GUNICORN_WORKERS=5 GUNICORN_THREADS=4)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -16,8 +17,8 @@ workers=${GUNICORN_WORKERS:-5} threads=${GUNICORN_THREADS:-4}
 minimal_port=${MINIMAL_PORT:-8111} api_port=${API_PORT:-8112}
 access_log=()
 if [ "${MINIMAL_ACCESSLOG:-1}" != 0 ]; then
-    format=$(.venv/bin/python -c 'import runpy; print(runpy.run_path("deploy/gunicorn.conf.py")["access_log_format"])')
-    access_log=(--access-logfile /dev/null --access-logformat "$format")
+    read -r logger format < <(.venv/bin/python -c 'import runpy; c = runpy.run_path("deploy/gunicorn.conf.py"); print(c["logger_class"], c["access_log_format"])')
+    access_log=(--access-logfile /dev/null --access-logformat "$format" --logger-class "$logger" --pythonpath "$root")
 fi
 start_process minimal .venv/bin/gunicorn --bind "127.0.0.1:$minimal_port" --workers "$workers" \
     --worker-class gthread --threads "$threads" --keep-alive 5 "${access_log[@]}" --chdir bench/minimal app

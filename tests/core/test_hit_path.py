@@ -1,18 +1,25 @@
 """The lean hit path (core/hit_path.py): a cached GET answered in one Redis round trip gives
 byte for byte what the full stack gives (hits, stale answers, 304s, 429s, gzip and plain,
 anonymous and token), counts in the same rate-limit bucket, counts a detail's view once, and
-steps aside (to the full path) whenever it cannot answer as the full path would."""
+steps aside (to the full path) whenever it cannot answer as the full path would.
+
+Every test runs twice: with the hit path's middleware answering, and with its WSGI front
+(core/hit_front.py, what bountyexpo.wsgi serves) in front of the test client's handler
+(``short_path``). The front's own concerns are in test_hit_front.py."""
 
 from __future__ import annotations
 
 import gzip
+import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from unittest import mock
 
 import pytest
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpResponse
 from django.test import override_settings
 from django_redis import get_redis_connection
 from prometheus_client import REGISTRY
@@ -25,36 +32,57 @@ from accounts.services import token_revoke
 from bounties import services
 from bounties.caching import BOUNTY_DETAIL, BOUNTY_LIST
 from core import hit_path, response_cache
+from core.hit_front import HitFront
 from core.hit_path import CachedRead, HitPathMiddleware
 from core.metrics import HIT_PATH_OUTCOMES
 from tests.conftest import assert_error, client_for
-from tests.factories import funded_user, paid_bounty
 
 pytestmark = pytest.mark.django_db
 
 REQUEST_ID = "hit-path-test"
+SHORT_PATH = "middleware"  # or "front": set per test by short_path
+_DECLINED = object()
 
 
-@pytest.fixture
-def bounty(db):
-    owner = funded_user("500.00")
-    for n in range(12):  # a list page over GZIP_MIN_BYTES
-        paid_bounty(owner, title=f"Design a logo for shop number {n}", amount="20.00")
-    return paid_bounty(owner, title="Design a logo for a bakery", amount="40.00")
+@pytest.fixture(autouse=True, params=["middleware", "front"])
+def short_path(request, monkeypatch):
+    """Which short path answers a GET made with ``hit_path=True``: the middleware inside Django's
+    handler, or the WSGI front around it (then the middleware only applies the front's notes)."""
+    monkeypatch.setattr(sys.modules[__name__], "SHORT_PATH", request.param)
+    return request.param
 
 
-@pytest.fixture
-def limits(settings):
-    """Read tiers with long windows (a window ending mid-test would reset its count)."""
+class FrontHandler:
+    """A test client's handler behind the hit path's WSGI front: the front answers what it can
+    (as a plain HttpResponse of its status, headers and body) and hands the same environ, with
+    its notes, to the client's own handler otherwise."""
 
-    def set_limits(count: int = 100) -> None:
-        settings.RATE_LIMITS = {
-            **settings.RATE_LIMITS,
-            **dict.fromkeys(("list", "search", "read"), f"{count}/1h"),
-        }
+    def __init__(self, handler):
+        self.handler = handler
+        self.front = HitFront(lambda environ, start_response: _DECLINED)
 
-    set_limits()
-    return set_limits
+    def __call__(self, environ):
+        started = {}
+        body = self.front(environ, lambda status, headers: started.update(status=status, headers=headers))
+        if body is _DECLINED:
+            return self.handler(environ)
+        response = HttpResponse(b"".join(body), status=int(started["status"][:3]))
+        del response["Content-Type"]  # only the front's own headers
+        for name, value in started["headers"]:
+            response[name] = value
+        response.front = True
+        response.wsgi_request = WSGIRequest(environ)  # what the test client reads back
+        return response
+
+
+@contextmanager
+def through_front(client):
+    original = client.handler
+    client.handler = FrontHandler(original)
+    try:
+        yield
+    finally:
+        client.handler = original
 
 
 def metric(name: str, **labels) -> float:
@@ -91,12 +119,15 @@ def answer(client, url: str, *, hit_path: bool, **headers):
     """The response, marked with the hit path's outcome (``.outcome``, None when it was off)
     and whether the hit path answered it (``.short``)."""
     before = outcomes()
-    with override_settings(HIT_PATH_ENABLED=hit_path):
+    front = through_front(client) if hit_path and SHORT_PATH == "front" else nullcontext()
+    with override_settings(HIT_PATH_ENABLED=hit_path), front:
         response = client.get(url, HTTP_X_REQUEST_ID=REQUEST_ID, **headers)
     moved = [outcome for outcome, count in outcomes().items() if count != before[outcome]]
     assert len(moved) <= 1, moved
     response.outcome = moved[0] if moved else None
     response.short = response.outcome == "served"
+    # The front answers exactly what the hit path serves; the middleware never does then.
+    assert getattr(response, "front", False) == (response.short and SHORT_PATH == "front")
     return response
 
 

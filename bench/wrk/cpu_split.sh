@@ -1,25 +1,22 @@
 #!/usr/bin/env bash
 # Where the machine's CPU goes per request under wrk, for the minimal Django app, the API's cached
-# bounty list, and the same list answered by bench/experiments/wsgi_front.py: the gunicorn
+# bounty list as served (the hit path's WSGI front, core/hit_front.py), and the same list with the
+# front off (HIT_PATH_FRONT=0: the hit path's middleware answers it): the gunicorn
 # workers' user and system time, Redis's time and the whole machine's busy time, each divided by
 # the requests served (from /proc, over each wrk run). Same workers and threads for all three,
 # rate limits on, every request its own client; ROUNDS rounds (default 2) taking turns.
-#   bench/experiments/cpu_split.sh     (ROUNDS=2 DURATION=5s GUNICORN_WORKERS=5 GUNICORN_THREADS=4;
+#   bench/wrk/cpu_split.sh     (ROUNDS=2 DURATION=5s GUNICORN_WORKERS=5 GUNICORN_THREADS=4;
 #                                       DATABASE_URL / REDIS_URL or .local/env)
 set -euo pipefail
-. "$(dirname "$0")/../wrk/lib.sh"
+. "$(dirname "$0")/lib.sh"
 load_local_env
 workers=${GUNICORN_WORKERS:-5} threads=${GUNICORN_THREADS:-4}
-format=$(.venv/bin/python -c 'import runpy; print(runpy.run_path("deploy/gunicorn.conf.py")["access_log_format"])')
+read -r logger format < <(.venv/bin/python -c 'import runpy; c = runpy.run_path("deploy/gunicorn.conf.py"); print(c["logger_class"], c["access_log_format"])')
 start_process minimal .venv/bin/gunicorn --bind 127.0.0.1:8111 --workers "$workers" --worker-class gthread \
     --threads "$threads" --keep-alive 5 --access-logfile /dev/null --access-logformat "$format" \
-    --pid "$work/8111.pid" --chdir bench/minimal app
+    --logger-class "$logger" --pythonpath "$root" --pid "$work/8111.pid" --chdir bench/minimal app
 start_api 8112 GUNICORN_WORKERS="$workers" GUNICORN_THREADS="$threads"
-env BIND="127.0.0.1:8113" TRUSTED_PROXY_COUNT=1 GUNICORN_ACCESSLOG=/dev/null GUNICORN_MAX_REQUESTS=0 \
-    PYTHONPATH="$root/bench/experiments" GUNICORN_PIDFILE="$work/8113.pid" PROMETHEUS_MULTIPROC_DIR="$work/metrics-8113" \
-    GUNICORN_WORKERS="$workers" GUNICORN_THREADS="$threads" \
-    .venv/bin/gunicorn -c deploy/gunicorn.conf.py wsgi_front:application >"$work/8113.log" 2>&1 &
-_bench_pids+=($!)
+start_api 8113 GUNICORN_WORKERS="$workers" GUNICORN_THREADS="$threads" HIT_PATH_FRONT=0
 wait_ready http://127.0.0.1:8111/api/bounties
 wait_ready http://127.0.0.1:8112/readyz
 wait_ready http://127.0.0.1:8113/readyz
@@ -61,6 +58,6 @@ echo "| server | RPS | workers user us/request | workers system us/request | Red
 echo "|---|---|---|---|---|---|"
 for _ in $(seq "${ROUNDS:-2}"); do
     measure "minimal Django app" http://127.0.0.1:8111/api/bounties 8111
-    measure "API, cached list (hit path)" "http://127.0.0.1:8112/api/bounties?limit=20" 8112
-    measure "API, cached list (WSGI front experiment)" "http://127.0.0.1:8113/api/bounties?limit=20" 8113
+    measure "API, cached list (WSGI front, as served)" "http://127.0.0.1:8112/api/bounties?limit=20" 8112
+    measure "API, cached list (HIT_PATH_FRONT=0: middleware)" "http://127.0.0.1:8113/api/bounties?limit=20" 8113
 done
