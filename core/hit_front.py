@@ -142,7 +142,7 @@ def _config() -> _Config:
             )
     cidr = "allow_cidr.middleware.AllowCIDRMiddleware" in middleware and settings.ALLOWED_CIDR_NETS
     return _Config(
-        enabled=outer is not None and settings.HIT_PATH_FRONT,
+        enabled=outer is not None and settings.HIT_PATH_FRONT and settings.HIT_PATH_ENABLED,
         metrics="core.instrumentation.PrometheusBeforeMiddleware" in (outer or ()),
         ssl_redirect=settings.SECURE_SSL_REDIRECT,
         cidr_hosts=tuple(allow_cidr.ORIG_ALLOWED_HOSTS) if cidr else None,
@@ -173,7 +173,7 @@ class HitFront:
         self._vary.clear()
 
     def __call__(self, environ: dict, start_response):
-        if environ.get("REQUEST_METHOD") == "GET" and settings.HIT_PATH_ENABLED:
+        if environ.get("REQUEST_METHOD") == "GET":
             config = self._config or self._load_config()
             if config.enabled:
                 started = time.perf_counter()

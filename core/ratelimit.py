@@ -16,18 +16,20 @@ request through without headers.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 from django_ratelimit.core import (
     _SIMPLE_KEYS,
     EXPIRATION_FUDGE,
     _get_window,
-    _make_cache_key,
     _split_rate,
     get_usage,
 )
@@ -135,12 +137,30 @@ def pending_count(
     if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
     rate = settings.RATE_LIMITS[tier]
-    limit, period = _split_rate(rate)
+    limit, period, head = _rate_of(tier, rate)
     per_user = user_id is not None and _bucket_key(tier) == "user_or_ip"
     value = str(user_id) if per_user else ip_bucket(request)
     window = _get_window(value, period)
-    raw_key = _make_cache_key(f"tier-{tier}", window, rate, value, get_usage.ALL)
+    raw_key = rate_limit_key(head, value, window)
     return PendingCount(tier, value, limit, window, period + EXPIRATION_FUDGE, make_key(raw_key))
+
+
+@lru_cache(maxsize=64)
+def _rate_of(tier: str, rate: str) -> tuple[int, int, str]:
+    """The limit and period of ``rate``, and what django-ratelimit's cache key of the tier's
+    group starts with (the group and the rate as ``<count>/<seconds>s``)."""
+    limit, period = _split_rate(rate)
+    return limit, period, f"tier-{tier}{limit}/{period}s"
+
+
+def rate_limit_key(head: str, value: str, window: int) -> str:
+    """django-ratelimit's ``_make_cache_key(group, window, rate, value, ALL)`` for the group and
+    rate ``head`` names, without parsing the rate again on every request."""
+    algorithm = getattr(settings, "RATELIMIT_HASH_ALGORITHM", hashlib.sha256)
+    if isinstance(algorithm, str):
+        algorithm = import_string(algorithm)
+    prefix = getattr(settings, "RATELIMIT_CACHE_PREFIX", "rl:")
+    return prefix + algorithm(f"{head}{value}{window}".encode()).hexdigest()
 
 
 class TieredRateLimit(BaseThrottle):

@@ -10,8 +10,10 @@ import urllib.error
 import urllib.request
 
 import pytest
+from django_ratelimit.core import _SIMPLE_KEYS, _make_cache_key, get_usage
 
 from bountyexpo.settings import RATE_LIMIT_DEFAULTS
+from core.ratelimit import _rate_of, ip_bucket, rate_limit_key
 from tests.conftest import assert_error, client_for, gunicorn_server
 from tests.factories import UserFactory, bounty_data, funded_user, paid_bounty
 
@@ -226,3 +228,27 @@ def test_retry_after_is_when_the_count_starts_again(settings):
         refused = client.get("/api/wallet")
         assert_limited(refused, 1)
         time.sleep(int(refused["Retry-After"]))
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        "10.1.2.3",
+        "0.0.0.0",  # noqa: S104 (an address a client may send, not a bind)
+        "255.255.255.255",
+        "010.1.2.3",  # not canonical: ipaddress decides
+        "10.1.2",  # not an address: REMOTE_ADDR
+        "256.1.1.1",
+        "2001:db8::1",
+        "::ffff:10.0.0.1",
+    ],
+)
+def test_the_hit_paths_bucket_is_django_ratelimits_for_any_address(forwarded, rf, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    request = rf.get("/api/bounties", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="192.0.2.7")
+
+    assert ip_bucket(request) == _SIMPLE_KEYS["ip"](request)
+    for tier, rate in (("list", "60/m"), ("auth", "5/15m"), ("read", "100/1h")):
+        _limit, _period, head = _rate_of(tier, rate)
+        expected = _make_cache_key(f"tier-{tier}", 1764300000, rate, ip_bucket(request), get_usage.ALL)
+        assert rate_limit_key(head, ip_bucket(request), 1764300000) == expected
