@@ -28,6 +28,11 @@ cache layer counts it and pauses). A token's owner remembered here grants nothin
 every request reads the token's cached owner in the same round trip and takes the short path
 only while it still names that user (a revoked token's tombstone or an expired entry sends it
 down the full path, which answers 401 or looks the token up again).
+
+As served (bountyexpo.wsgi), the hit path's WSGI front (core.hit_front) runs ``attempt`` before
+Django's handler and answers the hits itself; this middleware then only applies what the front
+did to the requests it passed on (``FRONT_NOTES``), and answers hits where the front is off or
+absent (``HIT_PATH_FRONT=0``, the test client, ASGI).
 """
 
 from __future__ import annotations
