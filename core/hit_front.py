@@ -45,7 +45,6 @@ from django.utils.text import compress_string
 from core import hit_path, response_cache
 from core.instrumentation import observe_front_request, route_label
 from core.request_id import REQUEST_ID_HEADER, bind_request_id, new_request_id, reset_request_id
-from core.sentry import tag_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +163,8 @@ class HitFront:
         self._hosts: dict[str, str | None] = {}  # raw Host header -> host, None: not allowed
         self._parts: dict[tuple, tuple] = {}  # (path, scheme, host, query string) -> entry parts
         self._vary: dict[tuple[int, bool], str] = {}  # (id of the route, gzip) -> Vary
-        setting_changed.connect(self._settings_changed, weak=False)
+        # Weakly: a front that is dropped (tests build one per request) leaves no receiver behind.
+        setting_changed.connect(self._settings_changed)
 
     def _settings_changed(self, **kwargs) -> None:
         self._config = None
@@ -209,8 +209,10 @@ class HitFront:
         if config.ssl_redirect and not secure:
             return None  # SecurityMiddleware may redirect it
         request_id = new_request_id(environ.get("HTTP_X_REQUEST_ID"))
+        # Bound for the log lines of the attempt. Not tagged in Sentry: its Django integration
+        # gives each request a scope of its own only inside Django's handler, and a tag set out
+        # here would stay on the thread's scope for the requests after it.
         token = bind_request_id(request_id, request)
-        tag_request_id(request_id)
         try:
             parts = self._parts_of(request, route, match)
             served, outcome = self.decision.attempt(request, route, match, parts)
