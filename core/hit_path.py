@@ -67,7 +67,7 @@ from accounts.authentication import BearerTokenAuthentication, bearer_token
 from accounts.tokens import hash_token
 from core import metrics, response_cache
 from core.ratelimit import TieredRateLimit, pending_count, tier_for
-from core.response_cache import CachedKind
+from core.response_cache import CachedKind, Lookup
 
 # The middleware that may follow this one: what each does to a cached GET's response is done
 # here too (see _finish). Another one after it would be skipped on hits: refused at start-up.
@@ -128,24 +128,9 @@ class CachedRead:
         return response_cache.cached_response(request, self.kind, parts, compute)
 
 
-_outcomes: dict[str, Any] = {}  # outcome -> its hit_path_requests_total child
-
-
 def count_outcome(outcome: str) -> None:
-    """One request in ``hit_path_requests_total`` (a dict lookup, not ``labels()``'s lock)."""
-    child = _outcomes.get(outcome)
-    if child is None:
-        child = _outcomes[outcome] = metrics.HIT_PATH.labels(outcome)
-    child.inc()
-
-
-@dataclass(slots=True)  # not frozen: one per hit, and a frozen init costs a setattr per field
-class Served:
-    """A cached GET the hit path may answer: the entry's body and ETag, and the X-Cache state."""
-
-    body: bytes
-    etag: str
-    state: str
+    """One request in ``hit_path_requests_total``."""
+    metrics.child(metrics.HIT_PATH, outcome).inc()
 
 
 # The environ key under which the WSGI front (core.hit_front) leaves what it did with a request
@@ -233,7 +218,7 @@ class HitPathMiddleware:
             route = self._routes[match.func] = _route_of(match.func)
         return route, match
 
-    def attempt(self, request, route: _Route, match, parts: tuple | None = None) -> tuple[Served | None, str]:
+    def attempt(self, request, route: _Route, match, parts: tuple | None = None) -> tuple[Lookup | None, str]:
         """What the cache lets this request be answered with, or None for the full path (with
         what was done noted on the request), and the outcome for the metrics. ``request`` is an
         HttpRequest or the WSGI front's stand-in (META, scheme, get_host(), GET); ``parts``
@@ -296,7 +281,7 @@ class HitPathMiddleware:
         request.resolver_match = match  # the metrics' route label
         if usage is not None and usage["limit"]:
             request.rate_limit = count.state(usage)  # RateLimitHeadersMiddleware writes X-RateLimit-*
-        return Served(entry.body, entry.etag, state), "served"
+        return Lookup(state, entry.body, entry.etag), "served"
 
     def _round_trip(self, redis: _Clients, kind, parts, count, user_id, key_hash, effect, url_kwargs):
         """One round trip (a pipeline); returns (count, (generation, entry, mark, owner), flush)

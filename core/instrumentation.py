@@ -147,20 +147,11 @@ class PrometheusBeforeMiddleware(django_prometheus.PrometheusBeforeMiddleware):
         return response
 
 
-# (method, route, status class) -> the two children: ``labels()`` takes a lock and builds a key
-# on every call, a dict lookup does not.
-_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-
-
 def observe_request(method: str, route: str, status: int, elapsed_ms: float) -> None:
     """The guide's duration and count of one request (its errors are the caller's)."""
-    key = (method, route, _STATUS_CLASSES.get(status // 100, "other"))
-    children = _children.get(key)
-    if children is None:
-        children = (metrics.HTTP_REQUEST_DURATION.labels(*key), metrics.HTTP_REQUESTS.labels(*key))
-        _children[key] = children
-    children[0].observe(elapsed_ms)
-    children[1].inc()
+    labels = (method, route, _STATUS_CLASSES.get(status // 100, "other"))
+    metrics.child(metrics.HTTP_REQUEST_DURATION, *labels).observe(elapsed_ms)
+    metrics.child(metrics.HTTP_REQUESTS, *labels).inc()
 
 
 def observe_front_request(method: str, route: str, status: int, seconds: float) -> None:

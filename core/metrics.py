@@ -140,6 +140,18 @@ PLAIN_ALIASES = "plain"
 RATE_LIMITED = Counter("rate_limited_total", "Requests refused with 429, by rate-limit tier.", ["tier"])
 
 
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def child(metric, *labels: str):
+    """``metric.labels(*labels)``, remembered: ``labels()`` takes a lock and builds a key on every
+    call, a dict lookup does not (the per-request counters of the hit path and the middleware)."""
+    found = _children.get((metric, labels))
+    if found is None:
+        found = _children[(metric, labels)] = metric.labels(*labels)
+    return found
+
+
 def touch_cache_prefix(prefix: str) -> None:
     """Create the cache counters of ``prefix`` at 0 (an alert on a rate needs the series)."""
     for counter in (CACHE_HITS, CACHE_STALE, CACHE_MISSES, CACHE_ERRORS):

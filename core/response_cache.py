@@ -382,14 +382,7 @@ def answer_as_is(entry: Entry | None, generation: int, now: float) -> str | None
 
 def count_answer(kind: CachedKind, state: str) -> None:
     """Count an answer from Redis ("hit" or "stale") in the kind's cache metrics."""
-    child = _answer_children.get((kind.name, state))
-    if child is None:
-        child = (metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE).labels(kind.name)
-        _answer_children[(kind.name, state)] = child
-    child.inc()
-
-
-_answer_children: dict[tuple[str, str], Any] = {}  # (kind, state) -> its counter's child
+    metrics.child(metrics.CACHE_HITS if state == "hit" else metrics.CACHE_STALE, kind.name).inc()
 
 
 def _unlock(kind: CachedKind, lock) -> None:

@@ -446,3 +446,35 @@ def test_a_token_eviction_waiting_for_retry_holds_back_token_reads_only(bounty, 
         assert answer(signed_in, url, hit_path=True).outcome == "served"
     finally:
         token_cache._missed.clear()
+
+
+def test_a_connection_redis_dropped_is_made_again_and_the_hit_still_served(bounty, limits, api_client):
+    url = urls(bounty)["list"]
+    warm(api_client, url)
+    assert answer(api_client, url, hit_path=True).short  # this thread's connection is open
+    get_redis_connection("default").client_kill_filter(_type="normal", skipme=True)
+
+    again = answer(api_client, url, hit_path=True)
+
+    assert again.outcome == "served" and again["X-Cache"] == "hit"
+
+
+def test_an_error_reply_leaves_the_connection_in_step_for_the_next_request(bounty, limits, api_client):
+    url = urls(bounty)["list"]
+    warm(api_client, url)
+    reset_counts()
+    redis = get_redis_connection("ratelimit")
+    with one_window():
+        answer(api_client, url, hit_path=True)
+        [key] = redis.keys("*rl:*")
+        redis.delete(key)
+        redis.hset(key, "not", "a counter")  # INCR now answers WRONGTYPE, before the MGET's reply
+        failed = answer(api_client, url, hit_path=True)
+        redis.delete(key)
+        response_cache.retry_redis_now()
+        served = answer(api_client, url, hit_path=True)
+
+    assert failed.outcome == "redis" and failed.status_code == 200
+    # Every reply of the failed pipeline was read: this one's are its own.
+    assert served.short and served["X-Cache"] == "hit" and served["X-RateLimit-Remaining"] == "99"
+    assert served.content == answer(api_client, url, hit_path=False).content
