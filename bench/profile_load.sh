@@ -7,7 +7,9 @@
 # raw profile in OUT.
 #   bench/profile_load.sh [PROFILE] [OUT]   (PROFILE=peak, OUT=.local/profile-load; DURATION=60
 #                                            WARM=30 SAMPLE=25; DATABASE_URL / REDIS_URL or
-#                                            .local/env; TOKENS: seed_data's tokens file)
+#                                            .local/env; TOKENS: seed_data's tokens file;
+#                                            LOADTEST_ARGS: more options for loadtest, e.g.
+#                                            "--writes-per-second 10" for churn)
 # py-spy is in requirements.txt; it needs root or ptrace permission. Sampling at 100 Hz costs
 # the workers a few per cent: compare runs made the same way.
 set -euo pipefail
@@ -22,7 +24,7 @@ start_api "$port" RATELIMIT_ENABLE=0 REDIS_URL="${REDIS_URL%/*}/${PROFILE_REDIS_
 wait_ready "http://127.0.0.1:$port/readyz"
 master=$(cat "$work/$port.pid")
 .venv/bin/python manage.py loadtest "$profile" --host "http://127.0.0.1:$port" --server-pid "$master" \
-    --think-time 0 --duration "$duration" --tokens-file "$tokens" --report-dir "$out" >"$out/loadtest.log" 2>&1 &
+    --think-time 0 --duration "$duration" --tokens-file "$tokens" --report-dir "$out" ${LOADTEST_ARGS:-} >"$out/loadtest.log" 2>&1 &
 load=$!
 sleep "$warm"
 samplers=()
