@@ -30,6 +30,31 @@ def test_created_bounty_is_returned_in_full_with_money_as_a_string():
 
 
 @pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"is_for_honor": True, "amount": None},
+        {"amount": "7", "skills_required": ["react", "  css  "], "is_time_sensitive": True},
+        {"work_type": "in_person", "location": "  Lyon  ", "title": "  Paint a fence in the garden  "},
+        {"deadline": "2031-05-04T10:20:30.123456+02:00", "category": "design"},
+    ],
+)
+def test_a_created_bountys_answer_is_the_detail_read_back_from_the_database(settings, overrides):
+    """The create answers with (and caches) a detail built from the row it inserted, not read
+    back: it must be exactly what a read computes from PostgreSQL."""
+    owner = funded_user("100.00")
+    data = {key: value for key, value in bounty_data(**overrides).items() if value is not None}
+
+    created = client_for(owner).post("/api/bounties", data, format="json")
+    assert created.status_code == 201, created.content
+
+    settings.CACHE_TTL_BOUNTY_DETAIL = 0  # computed from PostgreSQL, not the written-through entry
+    read_back = client_for(UserFactory()).get(f"/api/bounties/{created.json()['id']}")
+    assert read_back["X-Cache"] == "miss"
+    assert created.json() == read_back.json()
+
+
+@pytest.mark.parametrize(
     ("overrides", "fields"),
     [
         ({"title": "Too short"}, {"title"}),
