@@ -67,6 +67,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.functional import cached_property
 from django.utils.http import parse_etags
+from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import LockError, RedisError
 from rest_framework.exceptions import NotFound
@@ -552,58 +553,67 @@ _missed_bumps: set[str] = set()
 _missed_lock = threading.Lock()
 
 
+# One round trip for a write's invalidation (a post moves four counters and marks each for its
+# authors): KEYS are the ARGV[4] counters, then for each counter in turn its ARGV[5] authors'
+# marks. A counter that exists moves by ARGV[1]; a missing one starts at ARGV[2] (nothing can be
+# cached under it), kept ARGV[3] seconds. Each mark holds its counter's new value for ARGV[6]
+# seconds. Values are copied as Redis strings (GET), never through Lua's numbers, which would
+# print a 16-digit generation in exponent form.
+_BUMP_SCRIPT = """
+local counters, authors = tonumber(ARGV[4]), tonumber(ARGV[5])
+local moved = {}
+for i = 1, counters do
+    if redis.call('EXISTS', KEYS[i]) == 1 then
+        redis.call('INCRBY', KEYS[i], ARGV[1])
+    else
+        redis.call('SET', KEYS[i], ARGV[2], 'EX', ARGV[3])
+    end
+    moved[i] = redis.call('GET', KEYS[i])
+    for j = 1, authors do
+        redis.call('SET', KEYS[counters + (i - 1) * authors + j], moved[i], 'EX', ARGV[6])
+    end
+end
+return moved
+"""
+_bump_script: Any = None
+
+
 def bump(scopes: Iterable[str], authors: Iterable[int] = (), *, hard: bool = False) -> set[str]:
     """Move the given generation counters on now (use :func:`invalidate_on_commit` in code that
-    writes inside a transaction) and mark them as written by ``authors``. A ``hard`` bump makes
-    every earlier entry unservable at once, public lag or not. Always tries Redis, even while
-    reads skip it. Returns the counters it moved."""
-    cache = _cache()
-    scopes = list(scopes)
-    step = HARD_STEP if hard else 1
-    moved: dict[str, int] = {}
-    for index, scope in enumerate(scopes):
-        try:
-            try:
-                moved[scope] = _redis(
-                    "bump",
-                    _prefix_of(scope),
-                    lambda scope=scope: cache.incr(scope, step),
-                    skip_when_down=False,
-                )
-            except ValueError:  # no counter yet: start one (nothing can be cached under it)
-                moved[scope] = _new_generation()
-                _redis(
-                    "bump",
-                    _prefix_of(scope),
-                    lambda scope=scope: cache.set(scope, moved[scope], timeout=GENERATION_TTL),
-                    skip_when_down=False,
-                )
-        except _Unavailable:
-            with _missed_lock:
-                _missed_bumps.update(scopes[index:])
-            logger.warning("%d cache invalidations kept for retry", len(scopes) - index)
-            break
-    _mark_authors(moved, authors)
-    return set(moved)
-
-
-def _mark_authors(moved: dict[str, int], authors: Iterable[int]) -> None:
-    """Read-your-writes: each author's mark per moved counter, kept while the lag lasts."""
+    writes inside a transaction) and mark them as written by ``authors`` (read-your-writes:
+    each author's mark holds the counter's new value while the lag lasts), in one Redis round
+    trip. A ``hard`` bump makes every earlier entry unservable at once, public lag or not.
+    Always tries Redis, even while reads skip it; counters it could not move are kept and
+    retried before this process reads the cache again. Returns the counters it moved."""
+    scopes = sorted(set(scopes))
+    if not scopes:
+        return set()
     lag = settings.CACHE_PUBLIC_LAG_SECONDS
-    marks = {
-        mark_key(author, scope): generation for author in set(authors) for scope, generation in moved.items()
-    }
-    if not marks or lag <= 0:
-        return
+    marked = sorted(set(authors)) if lag > 0 else []
     cache = _cache()
+    keys = [cache.make_key(scope) for scope in scopes]
+    keys += [cache.make_key(mark_key(author, scope)) for scope in scopes for author in marked]
     # Whole seconds, rounded up, plus one: a mark must outlive every entry it overrides.
-    with contextlib.suppress(_Unavailable):  # counted; the author then waits out the lag like everyone
-        _redis(
-            "mark",
-            _prefix_of(next(iter(moved))),
-            lambda: cache.set_many(marks, timeout=int(lag) + 2),
-            skip_when_down=False,
-        )
+    args = [HARD_STEP if hard else 1, _new_generation(), GENERATION_TTL, len(scopes), len(marked), int(lag) + 2]
+    try:
+        _redis("bump", _prefix_of(scopes[0]), lambda: _bump()(keys=keys, args=args), skip_when_down=False)
+    except _Unavailable:
+        with _missed_lock:
+            _missed_bumps.update(scopes)
+        logger.warning("%d cache invalidations kept for retry", len(scopes))
+        return set()
+    return set(scopes)
+
+
+def _bump():
+    """The bump script, registered with the response cache's Redis client (redis-py sends
+    EVALSHA, and the script's text once if Redis does not know it yet); again for another
+    client (tests change CACHES)."""
+    global _bump_script
+    client = get_redis_connection(CACHE_ALIAS)
+    if _bump_script is None or _bump_script.registered_client is not client:
+        _bump_script = client.register_script(_BUMP_SCRIPT)
+    return _bump_script
 
 
 def _request_author() -> int | None:

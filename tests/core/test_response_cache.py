@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from unittest import mock
 
 import pytest
 import redis
@@ -307,3 +308,41 @@ def test_a_failed_get_on_a_plain_alias_is_counted_like_every_other_ignored_failu
     # At least: another Redis call of this process (a leftover connection's reconnect) may fail
     # in the same moment; without the count these two add nothing.
     assert metric("cache_errors_total", cache_key_prefix=PLAIN_ALIASES) >= before + 2
+
+
+def test_a_write_moves_its_counters_and_marks_its_authors_in_one_round_trip(settings):
+    """A post moves four counters and marks each for its authors: one EVALSHA, not a round
+    trip per counter and another for the marks. An existing counter moves by one (a hard bump
+    by HARD_STEP); a missing one starts at the clock; each mark holds its counter's new value
+    for the lag (rounded up) plus a second."""
+    settings.CACHE_PUBLIC_LAG_SECONDS = 5
+    cache = caches[response_cache.CACHE_ALIAS]
+    other = CachedKind("test-other", "CACHE_TTL_BOUNTY_DETAIL")
+    family, missing = KIND.scope(), other.scope(42)
+    cache.set(family, 1_000, timeout=None)
+    response_cache.bump(["warm-up"])  # the script's first use also loads it into Redis
+    sent = []
+    real_send = redis.connection.Connection.send_packed_command
+
+    def counting_send(connection, command, *args, **kwargs):
+        sent.append(command)
+        return real_send(connection, command, *args, **kwargs)
+
+    started = time.time_ns() // 1000
+    with mock.patch.object(redis.connection.Connection, "send_packed_command", counting_send):
+        moved = response_cache.bump([family, missing], authors=[7, 8])
+
+    assert moved == {family, missing}
+    assert len(sent) == 1
+    assert cache.get(family) == 1_001
+    assert started <= cache.get(missing) <= time.time_ns() // 1000
+    marks = {
+        (author, scope): cache.get(response_cache.mark_key(author, scope))
+        for author in (7, 8)
+        for scope in (family, missing)
+    }
+    assert marks == {(author, scope): cache.get(scope) for author, scope in marks}
+    assert 0 < cache.ttl(response_cache.mark_key(8, missing)) <= 7
+
+    response_cache.bump([family], hard=True)
+    assert cache.get(family) == 1_001 + response_cache.HARD_STEP
