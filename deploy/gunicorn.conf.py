@@ -19,8 +19,10 @@ threads = int(os.environ.get("GUNICORN_THREADS", 4))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 20
 keepalive = 5
-# Recycle workers now and then so a slow leak cannot grow without bound.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 10_000))
+# Recycle workers now and then so a slow leak cannot grow without bound. Not too often: a new
+# worker costs about a second of CPU (imports, pool, first requests), and at the 500 requests a
+# second one worker serves under load, 10,000 replaced each worker every 20 s (docs/perf/churn.md).
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 200_000))
 max_requests_jitter = max_requests // 10
 # Never import the app in the master: each worker must open its own database pool (see TRAPS).
 preload_app = False
@@ -56,7 +58,24 @@ def on_starting(server):
     metrics_dir.mkdir(parents=True)
 
 
+# Shorter garbage-collector pauses: the worker freezes its long-lived heap once loaded and again
+# after GUNICORN_GC_FREEZE_AFTER requests (bountyexpo/gc_freeze.py; 0 turns it off).
+_gc_freeze_after = int(os.environ.get("GUNICORN_GC_FREEZE_AFTER", 1_000))
+_count_request = None
+
+
 def post_worker_init(worker):
+    global _count_request
+    if _gc_freeze_after > 0:
+        from bountyexpo import gc_freeze
+
+        worker.log.info("gc: froze %d objects once loaded", gc_freeze.freeze())
+        _count_request = gc_freeze.counter(
+            _gc_freeze_after,
+            lambda: worker.log.info(
+                "gc: froze %d objects after %d requests", gc_freeze.freeze(), _gc_freeze_after
+            ),
+        )
     # The pool page shows every worker's pool: each one publishes its own statistics to Redis
     # from a daemon thread, started here, after the fork (it never touches the database).
     from core.metrics import start_pool_reporting
@@ -65,6 +84,11 @@ def post_worker_init(worker):
     start_publisher()
     # The pool gauges of /metrics (db_connection_pool_size), summed over the live workers.
     start_pool_reporting()
+
+
+def post_request(worker, req, environ, resp):
+    if _count_request is not None:
+        _count_request()
 
 
 def child_exit(server, worker):
