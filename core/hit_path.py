@@ -8,19 +8,22 @@ sends one pipeline of commands (one write, one round trip) that takes:
 
 - the rate-limit count: django-ratelimit's own key, window and expiry, so both paths count in
   the same bucket (``core.ratelimit.PendingCount``);
-- the generation counter, the entry, the reader's read-your-writes mark and, for a bearer token,
-  its cached owner (one ``MGET``);
+- the generation counter, the entry, its recompute lock, the reader's read-your-writes mark and,
+  for a bearer token, its cached owner (one ``MGET``);
 - the route's side effect, if any (a bounty detail counts its view).
 
 When the freshness contract lets the entry be answered as it is (``servable`` and
 ``answer_as_is`` in core.response_cache, the same code ``fetch`` runs), it builds the response
-the full path would build: status, body, ETag and 304, X-Cache, Cache-Control, the rate-limit
+the full path would build (an entry due for a refresh that another request is running, the
+lock being held, is answered stale as ``fetch`` answers it): status, body, ETag and 304, X-Cache,
+Cache-Control, the rate-limit
 state (the headers middleware outside writes X-RateLimit-*), and the headers of the middleware
 and DRF it skips (Content-Length, X-Frame-Options, Allow). Everything outside it (metrics,
 request id, gzip, rate-limit headers, security headers) runs as for any request.
 
 Anything else goes down the full path, with what the round trip already did left on the request,
-so nothing is counted twice: a miss or an entry that needs a refresh, a request over its limit
+so nothing is counted twice: a miss or an entry that needs a refresh nobody is running (the
+request takes the lock on the full path and refreshes after its response), a request over its limit
 (the full path answers the 429 in the API's error shape with Retry-After), an Accept the API
 cannot answer, a token this process has not seen authenticated yet (the full path
 authenticates it, and this process then remembers its owner), Redis trouble (the full path's
@@ -252,7 +255,7 @@ class HitPathMiddleware:
         replies = self._round_trip(redis, kind, parts, count, user_id, key_hash, effect, match.kwargs)
         if replies is None:
             return None, "redis"
-        count_reply, (generation, entry, mark, owner), flush = replies
+        count_reply, (generation, entry, mark, owner, refreshing), flush = replies
         usage = None if count is None else count.usage(count_reply)
         if usage is not None:
             request.rate_limit_taken = (count, usage)  # the full path's throttle counts no more
@@ -275,6 +278,10 @@ class HitPathMiddleware:
         now = time.time()
         entry = None if generation is None else response_cache.servable(entry, generation, mark, now)
         state = response_cache.answer_as_is(entry, generation, now)
+        if state is None and entry is not None and refreshing:
+            # Due for a refresh that another request is running: the full path would serve this
+            # very entry as stale (fetch: the lock is taken), so answer it here.
+            state = "stale"
         if state is None:
             return None, "miss"
         response_cache.count_answer(kind, state)
@@ -287,8 +294,8 @@ class HitPathMiddleware:
         """One round trip (a pipeline); returns (count, (generation, entry, mark, owner), flush)
         decoded, or None when Redis failed (counted, and the response cache pauses; nothing
         is taken as done then)."""
-        scope, scope_key, entry_key = _entry_keys(redis, kind, parts)
-        keys = [scope_key, entry_key]
+        scope, scope_key, entry_key, lock_key = _entry_keys(redis, kind, parts)
+        keys = [scope_key, entry_key, lock_key]
         with_mark = user_id is not None and settings.CACHE_PUBLIC_LAG_SECONDS > 0
         if with_mark:
             keys.append(redis.response_key(response_cache.mark_key(user_id, scope)))
@@ -312,11 +319,12 @@ class HitPathMiddleware:
         counted = replies[0] if count is not None else None
         values = replies[2 if count is not None else 0]
         flush = effect is not None and replies[-1] is not None  # this request took the flush lock
-        values = [None if value is None else redis.decode(value) for value in values]
+        refreshing = values[2] is not None  # the lock holds a token, not a cached value: not decoded
+        values = [None if value is None else redis.decode(value) for value in values[:2] + values[3:]]
         generation, entry = values[0], values[1]
         mark = values[2] if with_mark else None
         owner = values[-1] if key_hash is not None else None
-        return counted, (generation, entry, mark, owner), flush
+        return counted, (generation, entry, mark, owner, refreshing), flush
 
 
 @dataclass(frozen=True)
@@ -349,21 +357,27 @@ def _redis() -> _Clients:
     return _clients
 
 
-def _entry_keys(redis: _Clients, kind: CachedKind, parts: tuple) -> tuple[str, str, str]:
-    """The counter guarding ``parts`` (gen:v1:...), its Redis key and the entry's (a digest of
-    the parts): the same for every request of a page, so computed once per page and process
-    (forgotten all at once when full, and with the clients)."""
+def _entry_keys(redis: _Clients, kind: CachedKind, parts: tuple) -> tuple[str, str, str, str]:
+    """The counter guarding ``parts`` (gen:v1:...), its Redis key, the entry's (a digest of the
+    parts) and its recompute lock's (response_cache.fetch's ``cache.lock``): the same for every
+    request of a page, so computed once per page and process (forgotten all at once when full,
+    and with the clients)."""
     keys = _keys.get((kind.name, parts))
     if keys is None:
-        scope = kind.scope(*parts)
-        keys = (scope, redis.response_key(scope), redis.response_key(kind.key(*parts)))
+        scope, entry = kind.scope(*parts), kind.key(*parts)
+        keys = (
+            scope,
+            redis.response_key(scope),
+            redis.response_key(entry),
+            redis.response_key(response_cache.lock_name(entry)),
+        )
         if len(_keys) >= PATH_MEMORY:
             _keys.clear()
         _keys[(kind.name, parts)] = keys
     return keys
 
 
-_keys: dict[tuple[str, tuple], tuple[str, str, str]] = {}
+_keys: dict[tuple[str, tuple], tuple[str, str, str, str]] = {}
 
 
 def _pipeline(client, commands: list[tuple]) -> list:

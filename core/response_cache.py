@@ -299,6 +299,12 @@ class Lookup:
     refresh: Callable[[], None] | None = None
 
 
+def lock_name(key: str) -> str:
+    """The recompute lock of the entry at ``key``: held while one request computes or refreshes
+    it (core.hit_path reads it to serve the stale entry meanwhile)."""
+    return f"{key}:lock"
+
+
 def mark_key(user_id: int, scope: str) -> str:
     """The read-your-writes mark of ``user_id`` for the counter ``scope`` (gen:v1:<...>)."""
     return make_key("wrote", user_id, *scope.split(":")[2:])
@@ -335,7 +341,7 @@ def fetch(
         return Lookup(state, entry.body, entry.etag)
 
     # Not thread-local: the refresh that releases it may run after this call returns.
-    lock = cache.lock(f"{key}:lock", timeout=settings.CACHE_LOCK_SECONDS, blocking=False, thread_local=False)
+    lock = cache.lock(lock_name(key), timeout=settings.CACHE_LOCK_SECONDS, blocking=False, thread_local=False)
     try:
         acquired = _redis("lock", kind.name, lock.acquire)
     except _Unavailable:

@@ -232,6 +232,34 @@ def test_a_stale_answer_within_the_coalescing_window_is_the_same_on_both_paths(
 
 
 @pytest.mark.parametrize("who", ["anonymous", "token"])
+def test_an_entry_due_for_a_refresh_another_request_runs_is_served_stale_on_both_paths(
+    bounty, limits, api_client, settings, who
+):
+    """Past the coalescing window an invalidated entry needs a refresh: the request that takes
+    the recompute lock goes down the full path to run it; while it holds the lock every other
+    request gets the stale entry, from the hit path too (not the full path's costlier stale)."""
+    settings.CACHE_PUBLIC_LAG_SECONDS = 30
+    settings.CACHE_COALESCE_SECONDS = 0
+    client = client_for(bounty.owner) if who == "token" else api_client
+    url = urls(bounty)["list"]
+    warm(client, url)
+    response_cache.bump([BOUNTY_LIST.scope()])  # a write elsewhere: the entry is now behind
+    cache = caches[response_cache.CACHE_ALIAS]
+    (entry_key,) = cache.keys(f"{BOUNTY_LIST.key('*')[:-24]}*")
+    refresher = cache.lock(response_cache.lock_name(entry_key), timeout=30)
+    assert refresher.acquire(blocking=False)  # another request is refreshing it
+
+    full, short = both_paths(client, url)
+
+    assert short.short and not full.short
+    assert (short["X-Cache"], full["X-Cache"]) == ("stale", "stale")
+    assert as_bytes(short) == as_bytes(full)
+
+    refresher.release()  # no refresh running: this request must take the lock and run it
+    assert answer(client, url, hit_path=True).outcome == "miss"
+
+
+@pytest.mark.parametrize("who", ["anonymous", "token"])
 def test_a_429_is_the_full_paths_answer_byte_for_byte(bounty, limits, api_client, who):
     limits(2)
     client = client_for(bounty.owner) if who == "token" else api_client
