@@ -91,12 +91,18 @@ class BountyViewSet(viewsets.GenericViewSet):
         return selectors.bounty_list()
 
     def _detail(
-        self, bounty_id: int, status_code: int = status.HTTP_200_OK, *, payload: Callable[[], dict] | None = None
+        self,
+        bounty_id: int,
+        status_code: int = status.HTTP_200_OK,
+        *,
+        payload: Callable[[], dict] | None = None,
     ) -> Response:
         """The detail a write answers with, written through to the detail cache: the first
         read of a bounty just posted or changed is a hit, not a miss. ``payload`` builds it
         when the caller holds every field already; by default it is read back."""
-        data = write_through(BOUNTY_DETAIL, (bounty_id,), payload or (lambda: bounty_detail_payload(bounty_id)))
+        data = write_through(
+            BOUNTY_DETAIL, (bounty_id,), payload or (lambda: bounty_detail_payload(bounty_id))
+        )
         return Response(data, status=status_code)
 
     def _page(self, queryset, serializer_class) -> dict:

@@ -5,7 +5,7 @@ CPython's cycle collector walks every tracked object of the generation it collec
 modules, classes, functions, settings and caches that live as long as the process. Measured
 under issue 13's churn load (50 readers, 10 posts a second, docs/perf/churn.md) a full
 collection held a worker's GIL, and so all four of its threads, for 190-260 ms, ten times in
-45 s over the five workers: the read p99 of the run.
+45 s over the five workers: every read queued on that worker waited for it.
 
 ``gc.freeze()`` moves every object tracked at that moment into a permanent generation that no
 collection walks (Python's documentation suggests it for forking servers; Instagram runs Django

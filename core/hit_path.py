@@ -15,16 +15,16 @@ sends one pipeline of commands (one write, one round trip) that takes:
 When the freshness contract lets the entry be answered as it is (``servable`` and
 ``answer_as_is`` in core.response_cache, the same code ``fetch`` runs), it builds the response
 the full path would build (an entry due for a refresh that another request is running, the
-lock being held, is answered stale as ``fetch`` answers it): status, body, ETag and 304, X-Cache,
-Cache-Control, the rate-limit
-state (the headers middleware outside writes X-RateLimit-*), and the headers of the middleware
-and DRF it skips (Content-Length, X-Frame-Options, Allow). Everything outside it (metrics,
-request id, gzip, rate-limit headers, security headers) runs as for any request.
+lock being held, is answered stale as ``fetch`` answers it): status, body, ETag and 304,
+X-Cache, Cache-Control, the rate-limit state (the headers middleware outside writes
+X-RateLimit-*), and the headers of the middleware and DRF it skips (Content-Length,
+X-Frame-Options, Allow). Everything outside it (metrics, request id, gzip, rate-limit headers,
+security headers) runs as for any request.
 
 Anything else goes down the full path, with what the round trip already did left on the request,
 so nothing is counted twice: a miss or an entry that needs a refresh nobody is running (the
-request takes the lock on the full path and refreshes after its response), a request over its limit
-(the full path answers the 429 in the API's error shape with Retry-After), an Accept the API
+request takes the lock on the full path and refreshes after its response), a request over its
+limit (the full path answers the 429 in the API's error shape with Retry-After), an Accept the API
 cannot answer, a token this process has not seen authenticated yet (the full path
 authenticates it, and this process then remembers its owner), Redis trouble (the full path's
 cache layer counts it and pauses). A token's owner remembered here grants nothing by itself:
@@ -291,9 +291,9 @@ class HitPathMiddleware:
         return Lookup(state, entry.body, entry.etag), "served"
 
     def _round_trip(self, redis: _Clients, kind, parts, count, user_id, key_hash, effect, url_kwargs):
-        """One round trip (a pipeline); returns (count, (generation, entry, mark, owner), flush)
-        decoded, or None when Redis failed (counted, and the response cache pauses; nothing
-        is taken as done then)."""
+        """One round trip (a pipeline); returns (count, (generation, entry, mark, owner,
+        refreshing), flush) decoded, or None when Redis failed (counted, and the response cache
+        pauses; nothing is taken as done then)."""
         scope, scope_key, entry_key, lock_key = _entry_keys(redis, kind, parts)
         keys = [scope_key, entry_key, lock_key]
         with_mark = user_id is not None and settings.CACHE_PUBLIC_LAG_SECONDS > 0

@@ -559,12 +559,13 @@ _missed_bumps: set[str] = set()
 _missed_lock = threading.Lock()
 
 
-# One round trip for a write's invalidation (a post moves four counters and marks each for its
-# authors): KEYS are the ARGV[4] counters, then for each counter in turn its ARGV[5] authors'
-# marks. A counter that exists moves by ARGV[1]; a missing one starts at ARGV[2] (nothing can be
-# cached under it), kept ARGV[3] seconds. Each mark holds its counter's new value for ARGV[6]
-# seconds. Values are copied as Redis strings (GET), never through Lua's numbers, which would
-# print a 16-digit generation in exponent form.
+# One round trip for a write's invalidation (a post moves three counters, its detail's, the list
+# family's and its owner's stats', and marks each for its authors): KEYS are the ARGV[4]
+# counters, then for each counter in turn its ARGV[5] authors' marks. A counter that exists
+# moves by ARGV[1]; a missing one starts at ARGV[2] (nothing can be cached under it), kept
+# ARGV[3] seconds. Each mark holds its counter's new value for ARGV[6] seconds. Values are
+# copied as Redis strings (GET), never through Lua's numbers, which would print a 16-digit
+# generation in exponent form.
 _BUMP_SCRIPT = """
 local counters, authors = tonumber(ARGV[4]), tonumber(ARGV[5])
 local moved = {}
@@ -600,7 +601,14 @@ def bump(scopes: Iterable[str], authors: Iterable[int] = (), *, hard: bool = Fal
     keys = [cache.make_key(scope) for scope in scopes]
     keys += [cache.make_key(mark_key(author, scope)) for scope in scopes for author in marked]
     # Whole seconds, rounded up, plus one: a mark must outlive every entry it overrides.
-    args = [HARD_STEP if hard else 1, _new_generation(), GENERATION_TTL, len(scopes), len(marked), int(lag) + 2]
+    args = [
+        HARD_STEP if hard else 1,
+        _new_generation(),
+        GENERATION_TTL,
+        len(scopes),
+        len(marked),
+        int(lag) + 2,
+    ]
     try:
         _redis("bump", _prefix_of(scopes[0]), lambda: _bump()(keys=keys, args=args), skip_when_down=False)
     except _Unavailable:

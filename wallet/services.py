@@ -46,7 +46,8 @@ def _lock_accounts(*user_ids: int) -> dict[int, WalletAccount]:
     accounts = _select_locked(ids)
     if len(accounts) < len(ids):
         WalletAccount.objects.bulk_create(
-            [WalletAccount(user_id=user_id) for user_id in ids if user_id not in accounts], ignore_conflicts=True
+            [WalletAccount(user_id=user_id) for user_id in ids if user_id not in accounts],
+            ignore_conflicts=True,
         )
         accounts = _select_locked(ids)
     return accounts
