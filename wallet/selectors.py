@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 
 from wallet.models import (
     LedgerCheckRun,
@@ -26,19 +26,36 @@ class WalletSummary:
     available: Decimal  # spendable now: withdrawals and new escrows draw on this
 
 
+# The wallet summary, read on every wallet screen: one statement written out, because the ORM
+# spent 0.93 ms of CPU compiling the two queries it took (an account's balance; the escrows not
+# yet settled, an EXISTS on the ledger), against 0.07 ms to run this one (1,000 calls each,
+# in-process, on seed_data's ledger). The statement is the two queries the ORM built, as
+# subqueries: the same plans and indexes, on the primary like every wallet read (the default
+# connection; core.db.replicas.PRIMARY_APPS). Table names come from the models, values are parameters.
+_SUMMARY_SQL = f"""
+SELECT
+    (SELECT balance FROM {WalletAccount._meta.db_table} WHERE user_id = %(user)s),
+    (SELECT sum(held.amount) FROM {WalletTransaction._meta.db_table} held
+     WHERE held.user_id = %(user)s AND held.type = %(escrow)s
+       AND NOT EXISTS (
+           SELECT 1 FROM {WalletTransaction._meta.db_table} settled
+           WHERE settled.bounty_id = held.bounty_id AND settled.type IN (%(release)s, %(refund)s)
+       ))
+"""  # noqa: S608
+
+
 def wallet_summary(*, user_id: int) -> WalletSummary:
-    """The caller's balance figures, in two indexed queries."""
-    available = (
-        WalletAccount.objects.filter(user_id=user_id).values_list("balance", flat=True).first() or ZERO
-    )
-    settled = WalletTransaction.objects.filter(
-        bounty_id=OuterRef("bounty_id"), type__in=[TransactionType.RELEASE, TransactionType.REFUND]
-    )
-    held = (
-        WalletTransaction.objects.filter(user_id=user_id, type=TransactionType.ESCROW)
-        .exclude(Exists(settled))
-        .aggregate(total=Sum("amount"))["total"]
-    )
+    """The caller's balance figures, in one statement (see _SUMMARY_SQL)."""
+    params = {
+        "user": user_id,
+        "escrow": TransactionType.ESCROW.value,
+        "release": TransactionType.RELEASE.value,
+        "refund": TransactionType.REFUND.value,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_SUMMARY_SQL, params)
+        available, held = cursor.fetchone()
+    available = ZERO if available is None else available
     pending = -(held or ZERO)
     return WalletSummary(balance=available + pending, pending=pending, available=available)
 
