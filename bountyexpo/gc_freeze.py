@@ -32,7 +32,7 @@ def freeze() -> int:
     return gc.get_freeze_count()
 
 
-def counter(after: int, then: Callable[[], object] = freeze) -> Callable[[], None]:
+def counter(after: int, then: Callable[[], object]) -> Callable[[], None]:
     """A callable to run after each request: the ``after``-th call runs ``then`` (once; the
     count is itertools' own, atomic under the GIL, so two threads cannot both see it)."""
     calls = itertools.count(1)

@@ -277,11 +277,7 @@ class HitPathMiddleware:
             return None, "limited"
         now = time.time()
         entry = None if generation is None else response_cache.servable(entry, generation, mark, now)
-        state = response_cache.answer_as_is(entry, generation, now)
-        if state is None and entry is not None and refreshing:
-            # Due for a refresh that another request is running: the full path would serve this
-            # very entry as stale (fetch: the lock is taken), so answer it here.
-            state = "stale"
+        state = response_cache.answer_as_is(entry, generation, now, refreshing=refreshing)
         if state is None:
             return None, "miss"
         response_cache.count_answer(kind, state)

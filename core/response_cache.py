@@ -376,15 +376,21 @@ def servable(entry: Entry | None, generation: int, mark: int | None, now: float)
     return entry
 
 
-def answer_as_is(entry: Entry | None, generation: int, now: float) -> str | None:
+def answer_as_is(entry: Entry | None, generation: int, now: float, *, refreshing: bool = False) -> str | None:
     """How a servable entry is answered without a refresh: "hit" (current and fresh) or
-    "stale" (behind, but younger than CACHE_COALESCE_SECONDS, so writes coalesce meanwhile);
-    None when it needs the recompute lock (or there is no entry)."""
+    "stale" (behind, but younger than CACHE_COALESCE_SECONDS, so writes coalesce meanwhile; or
+    due for a refresh that another request, ``refreshing`` holding the recompute lock, runs, as
+    :func:`fetch` answers when it cannot take the lock); None when it needs the recompute lock
+    (or there is no entry)."""
     if entry is None:
         return None
-    if entry.generation == generation:
-        return "hit" if entry.fresh_until > now else None
-    return "stale" if now - entry.computed_at < settings.CACHE_COALESCE_SECONDS else None
+    if entry.generation == generation and entry.fresh_until > now:
+        return "hit"
+    if refreshing or (
+        entry.generation != generation and now - entry.computed_at < settings.CACHE_COALESCE_SECONDS
+    ):
+        return "stale"
+    return None
 
 
 def count_answer(kind: CachedKind, state: str) -> None:

@@ -32,6 +32,7 @@ from accounts.services import token_revoke
 from bounties import services
 from bounties.caching import BOUNTY_DETAIL, BOUNTY_LIST
 from core import hit_path, response_cache
+from core.cache_keys import make_key
 from core.hit_front import HitFront
 from core.hit_path import CachedRead, HitPathMiddleware
 from core.metrics import HIT_PATH_OUTCOMES
@@ -245,7 +246,7 @@ def test_an_entry_due_for_a_refresh_another_request_runs_is_served_stale_on_both
     warm(client, url)
     response_cache.bump([BOUNTY_LIST.scope()])  # a write elsewhere: the entry is now behind
     cache = caches[response_cache.CACHE_ALIAS]
-    (entry_key,) = cache.keys(f"{BOUNTY_LIST.key('*')[:-24]}*")
+    (entry_key,) = cache.keys(make_key("resp", BOUNTY_LIST.name, BOUNTY_LIST.version, "*"))
     refresher = cache.lock(response_cache.lock_name(entry_key), timeout=30)
     assert refresher.acquire(blocking=False)  # another request is refreshing it
 

@@ -311,10 +311,10 @@ def test_a_failed_get_on_a_plain_alias_is_counted_like_every_other_ignored_failu
 
 
 def test_a_write_moves_its_counters_and_marks_its_authors_in_one_round_trip(settings):
-    """A post moves four counters and marks each for its authors: one EVALSHA, not a round
-    trip per counter and another for the marks. An existing counter moves by one (a hard bump
-    by HARD_STEP); a missing one starts at the clock; each mark holds its counter's new value
-    for the lag (rounded up) plus a second."""
+    """A write moves several counters (a post three) and marks each for its authors: one
+    EVALSHA, not a round trip per counter and another for the marks. An existing counter moves
+    by one (a hard bump by HARD_STEP); a missing one starts at the clock; each mark holds its
+    counter's new value for the lag (rounded up) plus a second."""
     settings.CACHE_PUBLIC_LAG_SECONDS = 5
     cache = caches[response_cache.CACHE_ALIAS]
     other = CachedKind("test-other", "CACHE_TTL_BOUNTY_DETAIL")
