@@ -38,7 +38,8 @@ class ConversationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         the user's counter first (messaging/caching.py). X-Cache tells hit, stale or miss."""
 
         def compute() -> dict:
-            page = self.paginate_queryset(self.get_queryset())
+            # The queryset's page in one written-out statement (selectors.ConversationPage).
+            page = self.paginate_queryset(selectors.ConversationPage(user_id=request.user.pk))
             return self.get_paginated_response(self.get_serializer(page, many=True).data).data
 
         parts = (request.user.pk, *response_cache.request_parts(request))

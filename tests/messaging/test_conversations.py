@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.test import APIRequestFactory
 
 from bounties.services import request_accept
+from messaging import selectors
 from messaging.models import Conversation, Message, Participant
+from messaging.serializers import ConversationSerializer
+from messaging.views import ActivityPagination
 from tests.conftest import assert_error, client_for
 from tests.factories import UserFactory, application, paid_bounty
 
@@ -221,3 +230,69 @@ def test_accepting_without_an_earlier_conversation_creates_it():
 
     listed = client_for(chosen.hunter).get(CONVERSATIONS).json()["results"]
     assert [(c["bounty_id"], c["is_group"]) for c in listed] == [(bounty.pk, False)]
+
+
+def _page_json(source, url: str) -> dict:
+    """One page of ``source`` as the list endpoint paginates and serialises it."""
+    request = Request(APIRequestFactory().get(url, SERVER_NAME="127.0.0.1", HTTP_HOST="127.0.0.1"))
+    pagination = ActivityPagination()
+    page = pagination.paginate_queryset(source, request)
+    return json.loads(
+        json.dumps(pagination.get_paginated_response(ConversationSerializer(page, many=True).data).data)
+    )
+
+
+def test_the_written_out_page_is_the_querysets_page_over_every_cursor(ann, ben):
+    """The list's one statement (selectors.ConversationPage) against conversations_of, on
+    conversations of every shape: 1:1 and group, about a bounty, without messages, with unread
+    messages from others and with read ones, someone's avatar; walked forward and back."""
+    cleo, dan = UserFactory(avatar_url="https://example.com/cleo.png"), UserFactory()
+    ann_client, ben_client = client_for(ann), client_for(ben)
+    ids = [
+        open_conversation(ann_client, ben).json()["id"],
+        open_conversation(ann_client, ben, cleo, name="Crew").json()["id"],
+        open_conversation(ann_client, cleo, bounty=paid_bounty().pk).json()["id"],
+        open_conversation(ann_client, dan).json()["id"],
+        open_conversation(ben_client, cleo).json()["id"],  # not ann's: in neither of her pages
+    ]
+    send(ann_client, ids[0], "hi ben")
+    send(ben_client, ids[0], "hi ann")
+    send(ben_client, ids[1], "crew news")
+    ann_client.post(f"{CONVERSATIONS}/{ids[1]}/read")
+    send(ben_client, ids[1], "more crew news")
+    send(ben_client, ids[1], "and more")
+    # Distinct activity times: with ties the order of equal rows is the database's choice.
+    for minutes, conversation_id in enumerate(ids):
+        Conversation.objects.filter(pk=conversation_id).update(
+            updated_at=timezone.now() - timedelta(minutes=minutes)
+        )
+
+    walked = 0
+    for limit in (1, 2, 3, 20):
+        url, seen = f"{CONVERSATIONS}?limit={limit}", []
+        for direction in ("next", "previous"):  # to the last page, then back to the first
+            while True:
+                queryset_page = _page_json(selectors.conversations_of(user_id=ann.pk), url)
+                assert _page_json(selectors.ConversationPage(user_id=ann.pk), url) == queryset_page
+                walked += 1
+                seen += [row["id"] for row in queryset_page["results"]]
+                if not queryset_page[direction]:
+                    break
+                url = queryset_page[direction].removeprefix("http://127.0.0.1")
+        assert set(seen) == set(ids[:4])
+    assert walked == 2 * (4 + 2 + 2 + 1)
+    first_page = _page_json(selectors.ConversationPage(user_id=ann.pk), CONVERSATIONS)["results"]
+    unread = {row["id"]: row["unread_count"] for row in first_page}
+    assert unread == {ids[0]: 1, ids[1]: 2, ids[2]: 0, ids[3]: 0}
+
+
+def test_the_written_out_page_refuses_what_it_was_not_written_for(ann):
+    page = selectors.ConversationPage(user_id=ann.pk)
+
+    with pytest.raises(ValueError, match="updated_at"):
+        page.order_by("-created_at")
+    with pytest.raises(ValueError, match="updated_at"):
+        page.filter(created_at__lt=timezone.now())
+    with pytest.raises(TypeError):
+        page[0]
+    assert page.order_by("updated_at")[0:5] == []

@@ -46,7 +46,7 @@ def test_conversation_list_and_messages_page_cost_the_same_with_1_or_30_conversa
     assert len(many_body["results"]) == 30
     assert all(len(c["participants"]) == 2 and c["unread_count"] == 10 for c in many_body["results"])
     assert len(page_body["results"]) == 20
-    assert many_list == one_list == 2  # the page, the participants prefetch
+    assert many_list == one_list == 1  # one statement: the page with its participants (ConversationPage)
     assert many_page == one_page == 2  # the participant check, the page
 
 
