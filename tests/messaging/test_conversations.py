@@ -4,6 +4,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
@@ -296,3 +298,26 @@ def test_the_written_out_page_refuses_what_it_was_not_written_for(ann):
     with pytest.raises(TypeError):
         page[0]
     assert page.order_by("updated_at")[0:5] == []
+
+
+@pytest.mark.parametrize("text", ["  hello  ", "y" * 5000, "émoji 🎉 and\nnew lines"])
+def test_a_sent_messages_answer_is_the_message_read_back_from_the_database(ann, ben, text):
+    """The answer is serialised from the inserted row and the caller (no read back): it must be
+    what the messages page reads from PostgreSQL, sender's username and timestamp included."""
+    client = client_for(ann)
+    conversation_id = open_conversation(client, ben).json()["id"]
+
+    with CaptureQueriesContext(connection) as queries:
+        sent = send(client, conversation_id, text)
+
+    assert sent.status_code == 201
+    sqls = [query["sql"] for query in queries]
+    inserted = next(i for i, sql in enumerate(sqls) if sql.startswith('INSERT INTO "messaging_message"'))
+    assert not [
+        sql
+        for sql in sqls[inserted:]
+        if sql.startswith("SELECT") and ('"messaging_message"' in sql or '"accounts_user"' in sql)
+    ]
+    read_back = client.get(f"{CONVERSATIONS}/{conversation_id}/messages").json()["results"]
+    assert sent.json() == read_back[0]
+    assert sent.json()["sender_username"] == "ann"
