@@ -237,8 +237,10 @@ class BountyRequestsView(mixins.ListModelMixin, viewsets.GenericViewSet):
         created = services.request_create(
             bounty_id=bounty_pk, hunter_id=request.user.pk, message=serializer.validated_data["message"]
         )
-        application = selectors.requests().get(pk=created.pk)
-        return Response(BountyRequestSerializer(application).data, status=status.HTTP_201_CREATED)
+        # The row as inserted, with the bounty it locked (title and status as of this transaction)
+        # and the caller as its hunter: no read back, as a bounty's post.
+        created.hunter = request.user
+        return Response(BountyRequestSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
 class RequestViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):

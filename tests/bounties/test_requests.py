@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
 from bounties.services import MAX_PENDING_REQUESTS
@@ -28,6 +30,27 @@ def test_hunter_applies_and_sees_it_in_their_list():
     listed = client.get("/api/requests").json()["results"]
     assert [row["id"] for row in listed] == [created.json()["id"]]
     assert listed[0]["bounty_title"] == bounty.title
+
+
+@pytest.mark.parametrize("message", [MESSAGE["message"], "  " + "z" * 1000 + "  ", "émoji 🎉 " * 10])
+def test_an_applications_answer_is_the_application_read_back_from_the_database(message):
+    """The answer is serialised from the inserted row, the bounty it locked and the caller (no
+    read back): it must be what the hunter's list reads from PostgreSQL."""
+    bounty = paid_bounty()
+    client = client_for(UserFactory())
+
+    with CaptureQueriesContext(connection) as queries:
+        created = client.post(f"/api/bounties/{bounty.pk}/requests", {"message": message}, format="json")
+
+    assert created.status_code == 201
+    sqls = [query["sql"] for query in queries]
+    inserted = next(i for i, sql in enumerate(sqls) if sql.startswith('INSERT INTO "bounties_bountyrequest"'))
+    assert not [
+        sql
+        for sql in sqls[inserted:]
+        if sql.startswith("SELECT") and ('"bounties_bountyrequest"' in sql or '"accounts_user"' in sql)
+    ]
+    assert client.get("/api/requests").json()["results"] == [created.json()]
 
 
 def test_applying_to_own_bounty_is_refused_and_creates_nothing():
