@@ -8,9 +8,11 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from core import metrics
+        from core.logging import install_quiet_checkouts
 
         # Alerts divide by these series: they must exist (at 0) before the first event.
         metrics.create_zero_series()
+        install_quiet_checkouts()
 
 
 class AdminConfig(admin_apps.AdminConfig):

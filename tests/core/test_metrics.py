@@ -306,6 +306,58 @@ def test_django_prometheus_cursors_run_on_djangos_native_pool():
     assert REGISTRY.get_sample_value("django_db_execute_total", labels) == executed + 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_pooled_checkout_builds_no_cursor_class_and_its_queries_are_still_counted(monkeypatch):
+    """Django computes connection parameters on every connect, and django-prometheus built a
+    cursor class each time; core.db.base builds one per alias."""
+    from django_prometheus.db import common as prometheus_common
+    from django_prometheus.db.backends.postgresql import base as prometheus_base
+
+    real, built = prometheus_common.ExportingCursorWrapper, []
+    for module in (prometheus_common, prometheus_base):  # where django-prometheus and core.db.base look
+        monkeypatch.setattr(module, "ExportingCursorWrapper", lambda *args: built.append(args) or real(*args))
+    connection.ensure_connection()  # the pool, and this alias's cursor class, exist from here on
+    built.clear()
+    labels = {"alias": "default", "vendor": "postgresql"}
+    executed = REGISTRY.get_sample_value("django_db_execute_total", labels) or 0
+    factories = set()
+
+    for _ in range(3):
+        connection.close()  # back to the pool; the next query takes a connection out again
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        factories.add(connection.connection.cursor_factory)
+
+    assert built == []
+    (factory,) = factories
+    assert factory.__module__.startswith("django_prometheus") and issubclass(factory, psycopg.Cursor)
+    assert REGISTRY.get_sample_value("django_db_execute_total", labels) == executed + 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pools_checkouts_make_no_log_records_and_its_events_still_log(monkeypatch):
+    pool_logger, made = logging.getLogger("psycopg.pool"), []
+    make_record = pool_logger.makeRecord
+    monkeypatch.setattr(pool_logger, "makeRecord", lambda *args: made.append(args[0:6]) or make_record(*args))
+    seen = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    pool_logger.addHandler(handler)
+    try:
+        for _ in range(3):
+            connection.close()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        assert made == []
+        psycopg_pool.pool.logger.info("growing pool %r to %s", "default", 6)  # as the pool logs it
+    finally:
+        pool_logger.removeHandler(handler)
+
+    (record,) = seen
+    assert (record.name, record.getMessage()) == ("psycopg.pool", "growing pool 'default' to 6")
+    assert record.pathname == __file__  # the caller's frame, not the stand-in's
+
+
 def test_with_metrics_off_nothing_is_measured_and_metrics_is_not_served():
     script = (
         "import django; django.setup(); "
