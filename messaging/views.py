@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
@@ -86,8 +87,10 @@ class MessageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     pagination_class = CursorPagination
 
     def _conversation_id(self) -> int:
-        conversations = selectors.conversation_for(user_id=self.request.user.pk)
-        return get_object_or_404(conversations, pk=self.kwargs["conversation_pk"]).pk
+        conversation_id = self.kwargs["conversation_pk"]  # an int (the route's converter)
+        if not selectors.takes_part(conversation_id=conversation_id, user_id=self.request.user.pk):
+            raise Http404
+        return conversation_id
 
     def get_queryset(self):
         return selectors.messages_of(conversation_id=self._conversation_id())

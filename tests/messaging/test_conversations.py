@@ -191,8 +191,13 @@ def test_non_participant_gets_404_everywhere_and_changes_nothing(ann, ben):
     assert Message.objects.count() == 1
 
 
-def test_unknown_conversation_is_404(ann):
-    assert_error(client_for(ann).get(f"{CONVERSATIONS}/424242/messages"), 404, "not_found")
+@pytest.mark.parametrize("conversation_id", [424242, 0, 2**63, 10**30])
+def test_unknown_conversation_is_404(ann, conversation_id):
+    client = client_for(ann)
+
+    assert_error(client.get(f"{CONVERSATIONS}/{conversation_id}/messages"), 404, "not_found")
+    assert_error(send(client, conversation_id, "anyone there?"), 404, "not_found")
+    assert not Message.objects.exists()
 
 
 def test_message_pages_are_capped_at_100_and_walk_back_in_time(ann, ben):
