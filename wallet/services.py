@@ -28,7 +28,7 @@ from wallet.errors import (
     WithdrawalTooSmall,
 )
 from wallet.models import MIN_WITHDRAWAL, LedgerCheckRun, TransactionType, WalletAccount, WalletTransaction
-from wallet.selectors import LedgerReport, ledger_check
+from wallet.selectors import ZERO, LedgerReport, ledger_check
 
 CENT = Decimal("0.01")
 
@@ -129,14 +129,23 @@ def _require_transaction() -> None:
 
 
 def escrow_hold(*, bounty, owner_id: int) -> WalletTransaction:
-    """Take a new paid bounty's amount from its owner. Runs inside the bounty's transaction."""
+    """Take a new paid bounty's amount from its owner. Runs inside the bounty's transaction.
+
+    The debit is one conditional UPDATE (balance covers the amount): it locks the account row
+    itself, and a concurrent movement that committed first is re-checked by PostgreSQL before
+    it applies (READ COMMITTED re-evaluates the WHERE on the newest row version), so no
+    balance goes below zero. Locking the row first (_lock_accounts) cost a statement more on
+    every post, the write the marketplace makes most."""
     _require_transaction()
-    account = _lock_accounts(owner_id)[owner_id]
-    if account.balance < bounty.amount:
+    debited = WalletAccount.objects.filter(user_id=owner_id, balance__gte=bounty.amount).update(
+        balance=F("balance") - bounty.amount
+    )
+    if not debited:  # no account (nothing deposited yet), or not enough in it
+        balance = WalletAccount.objects.filter(user_id=owner_id).values_list("balance", flat=True).first()
         raise InsufficientFunds(
-            f"This bounty needs {bounty.amount} in escrow; your available balance is {account.balance}."
+            f"This bounty needs {bounty.amount} in escrow; your available balance is {balance or ZERO}."
         )
-    return _move(
+    return WalletTransaction.objects.create(
         user_id=owner_id,
         type=TransactionType.ESCROW,
         amount=-bounty.amount,

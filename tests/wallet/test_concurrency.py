@@ -11,7 +11,7 @@ from bounties.models import BountyRequest, RequestStatus
 from bounties.services import request_accept
 from core.errors import DomainError
 from tests.conftest import client_for, ledger_is_consistent, run_together
-from tests.factories import application, funded_user, paid_bounty
+from tests.factories import application, bounty_data, funded_user, paid_bounty
 from wallet.models import TransactionType, WalletAccount, WalletTransaction
 from wallet.services import withdrawal_create
 
@@ -27,6 +27,22 @@ def test_fifty_simultaneous_withdrawals_of_ten_from_a_hundred_succeed_exactly_te
     assert outcomes == {"WalletTransaction": 10, "InsufficientFunds": 40}
     assert WalletAccount.objects.get(user=user).balance == Decimal("0.00")
     assert WalletTransaction.objects.filter(type=TransactionType.WITHDRAWAL).count() == 10
+    assert ledger_is_consistent()
+
+
+def test_twenty_simultaneous_posts_of_thirty_from_a_hundred_escrow_exactly_three():
+    """escrow_hold debits with one conditional UPDATE: concurrent posts re-check the balance."""
+    owner = funded_user("100.00")
+    body = bounty_data(amount="30.00")
+
+    results = run_together(20, lambda _: client_for(owner).post("/api/bounties", body, format="json"))
+
+    statuses = Counter(response.status_code for response in results)
+    assert statuses == {201: 3, 400: 17}
+    refusals = {response.json()["error"]["code"] for response in results if response.status_code == 400}
+    assert refusals == {"insufficient_funds"}
+    assert WalletAccount.objects.get(user=owner).balance == Decimal("10.00")
+    assert WalletTransaction.objects.filter(type=TransactionType.ESCROW).count() == 3
     assert ledger_is_consistent()
 
 

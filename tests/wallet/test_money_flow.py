@@ -125,6 +125,17 @@ def test_cancel_in_progress_refunds_and_pays_the_hunter_nothing():
     assert ledger_is_consistent()
 
 
+def test_a_paid_bounty_from_someone_who_never_deposited_is_refused_with_a_zero_balance():
+    owner = signed_up("owner_never_paid")
+
+    response = owner.post("/api/bounties", bounty_data(amount="5.00"), format="json")
+
+    error = assert_error(response, 400, "insufficient_funds")
+    assert error["message"] == "This bounty needs 5.00 in escrow; your available balance is 0.00."
+    assert not WalletTransaction.objects.exists()
+    assert ledger_is_consistent()
+
+
 def test_paid_bounty_without_enough_balance_is_refused_and_creates_nothing():
     owner = signed_up("owner_poor")
     owner.post("/api/wallet/deposits", {"amount": "10.00", "reference": "psp-0004"}, format="json")
