@@ -9,6 +9,7 @@ from rest_framework.test import APIRequestFactory
 from accounts.authentication import BearerTokenAuthentication
 from accounts.errors import UsernameTaken
 from accounts.models import AuthToken, User
+from accounts.selectors import AUTH_USER_FIELDS
 from accounts.services import token_issue, user_register
 from tests.conftest import assert_error, client_for
 from tests.factories import DEFAULT_PASSWORD, UserFactory
@@ -231,3 +232,19 @@ def test_cached_user_loads_other_fields_on_demand_instead_of_blanks(user):
     cached_user, _ = BearerTokenAuthentication().authenticate(request)
 
     assert cached_user.email == user.email
+
+
+@pytest.mark.parametrize(("is_staff", "is_superuser"), [(False, False), (True, False), (True, True)])
+def test_a_cold_and_a_warm_token_give_the_user_as_the_database_has_it(is_staff, is_superuser):
+    """The cold lookup is written out (accounts.selectors._TOKEN_SQL): its columns must be the
+    user's, in AUTH_USER_FIELDS' order, and what it caches must read back the same."""
+    user = UserFactory(is_staff=is_staff, is_superuser=is_superuser)
+    raw, _ = token_issue(user=user)
+    request = APIRequestFactory().get(ME, HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    cold, _ = BearerTokenAuthentication().authenticate(request)
+    warm, _ = BearerTokenAuthentication().authenticate(request)
+
+    expected = {field: getattr(user, field) for field in AUTH_USER_FIELDS}
+    assert {field: getattr(cold, field) for field in AUTH_USER_FIELDS} == expected
+    assert {field: getattr(warm, field) for field in AUTH_USER_FIELDS} == expected
