@@ -155,9 +155,9 @@ def _conversation(row: tuple) -> SimpleNamespace:
     )
 
 
-# The participant check every messages page and every message runs first; through the ORM (the
-# user's conversations, filtered by id, the whole row loaded) it was a quarter of a messages
-# page's CPU. participant_once (conversation, user) answers it.
+# The participant check every conversation endpoint runs first (a messages page, a message, a
+# read); through the ORM (the user's conversations, filtered by id, the whole row loaded) it was
+# a quarter of a messages page's CPU. participant_once (conversation, user) answers it.
 _PARTICIPANT_SQL = f"SELECT 1 FROM {_PARTICIPANT} WHERE conversation_id = %s AND user_id = %s"  # noqa: S608
 
 
@@ -166,11 +166,6 @@ def takes_part(*, conversation_id: int, user_id: int) -> bool:
     with connections[router.db_for_read(Participant)].cursor() as cursor:
         cursor.execute(_PARTICIPANT_SQL, [conversation_id, user_id])
         return cursor.fetchone() is not None
-
-
-def conversation_for(*, user_id: int) -> QuerySet[Conversation]:
-    """Conversations the user takes part in; anyone else's are invisible (404)."""
-    return Conversation.objects.filter(participants__user_id=user_id)
 
 
 def messages_of(*, conversation_id: int) -> QuerySet[Message]:

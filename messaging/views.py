@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.http import Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -18,6 +17,14 @@ from messaging.serializers import (
     MessageCreateSerializer,
     MessageSerializer,
 )
+
+
+def _participating(user_id: int, conversation_id: int) -> int:
+    """The conversation's id when the user takes part in it; 404 otherwise (unknown or not theirs
+    alike: anyone else's conversations are invisible)."""
+    if not selectors.takes_part(conversation_id=conversation_id, user_id=user_id):
+        raise Http404
+    return conversation_id
 
 
 class ActivityPagination(CursorPagination):
@@ -47,7 +54,7 @@ class ConversationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return response_cache.cached_response(request, CONVERSATION_LIST, parts, compute)
 
     def _conversation_id(self, pk) -> int:
-        return get_object_or_404(selectors.conversation_for(user_id=self.request.user.pk), pk=pk).pk
+        return _participating(self.request.user.pk, int(pk))  # pk: digits (lookup_value_regex)
 
     def _one(self, conversation_id: int, status_code: int = status.HTTP_200_OK) -> Response:
         conversation = self.get_queryset().get(pk=conversation_id)
@@ -87,10 +94,8 @@ class MessageViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     pagination_class = CursorPagination
 
     def _conversation_id(self) -> int:
-        conversation_id = self.kwargs["conversation_pk"]  # an int (the route's converter)
-        if not selectors.takes_part(conversation_id=conversation_id, user_id=self.request.user.pk):
-            raise Http404
-        return conversation_id
+        # conversation_pk is an int already (the route's converter)
+        return _participating(self.request.user.pk, self.kwargs["conversation_pk"])
 
     def get_queryset(self):
         return selectors.messages_of(conversation_id=self._conversation_id())

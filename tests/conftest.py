@@ -132,6 +132,17 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return body["error"]
 
 
+def reads_after_insert(queries, table: str, *read_tables: str) -> list[str]:
+    """The SELECTs reading ``table`` or any of ``read_tables`` that ran after the INSERT INTO
+    ``table`` among ``queries`` (a CaptureQueriesContext, which must hold that INSERT): a write
+    that answers from the row it inserted runs none."""
+    sqls = [query["sql"] for query in queries]
+    inserts = [i for i, sql in enumerate(sqls) if sql.startswith(f'INSERT INTO "{table}"')]
+    assert inserts, f"no INSERT INTO {table} among the captured queries"
+    names = [f'"{name}"' for name in (table, *read_tables)]
+    return [sql for sql in sqls[inserts[0] :] if sql.startswith("SELECT") and any(n in sql for n in names)]
+
+
 def run_together(count: int, work: Callable[[int], object]) -> list[object]:
     """Run ``work(i)`` in ``count`` threads released at the same instant; returns results or
     the exceptions raised."""

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from bounties.models import Bounty, BountyRequest, BountyStatus, RequestStatus
 from bounties.services import MAX_PENDING_REQUESTS
-from tests.conftest import assert_error, client_for
+from tests.conftest import assert_error, client_for, reads_after_insert
 from tests.factories import UserFactory, application, funded_user, paid_bounty
 
 pytestmark = pytest.mark.django_db
@@ -43,13 +43,7 @@ def test_an_applications_answer_is_the_application_read_back_from_the_database(m
         created = client.post(f"/api/bounties/{bounty.pk}/requests", {"message": message}, format="json")
 
     assert created.status_code == 201
-    sqls = [query["sql"] for query in queries]
-    inserted = next(i for i, sql in enumerate(sqls) if sql.startswith('INSERT INTO "bounties_bountyrequest"'))
-    assert not [
-        sql
-        for sql in sqls[inserted:]
-        if sql.startswith("SELECT") and ('"bounties_bountyrequest"' in sql or '"accounts_user"' in sql)
-    ]
+    assert reads_after_insert(queries, "bounties_bountyrequest", "accounts_user") == []
     assert client.get("/api/requests").json()["results"] == [created.json()]
 
 

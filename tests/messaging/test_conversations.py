@@ -15,7 +15,7 @@ from messaging import selectors
 from messaging.models import Conversation, Message, Participant
 from messaging.serializers import ConversationSerializer
 from messaging.views import ActivityPagination
-from tests.conftest import assert_error, client_for
+from tests.conftest import assert_error, client_for, reads_after_insert
 from tests.factories import UserFactory, application, paid_bounty
 
 pytestmark = pytest.mark.django_db
@@ -197,6 +197,7 @@ def test_unknown_conversation_is_404(ann, conversation_id):
 
     assert_error(client.get(f"{CONVERSATIONS}/{conversation_id}/messages"), 404, "not_found")
     assert_error(send(client, conversation_id, "anyone there?"), 404, "not_found")
+    assert_error(client.post(f"{CONVERSATIONS}/{conversation_id}/read"), 404, "not_found")
     assert not Message.objects.exists()
 
 
@@ -316,13 +317,7 @@ def test_a_sent_messages_answer_is_the_message_read_back_from_the_database(ann, 
         sent = send(client, conversation_id, text)
 
     assert sent.status_code == 201
-    sqls = [query["sql"] for query in queries]
-    inserted = next(i for i, sql in enumerate(sqls) if sql.startswith('INSERT INTO "messaging_message"'))
-    assert not [
-        sql
-        for sql in sqls[inserted:]
-        if sql.startswith("SELECT") and ('"messaging_message"' in sql or '"accounts_user"' in sql)
-    ]
+    assert reads_after_insert(queries, "messaging_message", "accounts_user") == []
     read_back = client.get(f"{CONVERSATIONS}/{conversation_id}/messages").json()["results"]
     assert sent.json() == read_back[0]
     assert sent.json()["sender_username"] == "ann"
